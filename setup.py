@@ -1,0 +1,30 @@
+"""minigan: a small deep-learning framework for training and studying GANs."""
+from setuptools import setup
+
+setup(
+    name="minigan",
+    version="0.1.0",
+    description="A from-scratch autograd engine, DCGAN layers and GAN trainer on NumPy/CuPy",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # The numba kernels live in the top-level kernels/ folder but install as minigan.kernels:
+    # a PyPI package called `kernels` exists, and ours must not clash with it.
+    packages=[
+        "minigan",
+        "minigan.functional",
+        "minigan.nn",
+        "minigan.data",
+        "minigan.gan",
+        "minigan.kernels",
+    ],
+    package_dir={"minigan.kernels": "kernels"},
+    install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60"],
+    extras_require={
+        "cuda12": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20"],
+        "cuda13": ["cupy-cuda13x>=13.6", "numba-cuda[cu13]>=0.20"],
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "bench": ["torch"],
+    },
+    entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
+)
