@@ -1,0 +1,65 @@
+"""Fused optimizer updates: one pass over each parameter, in place."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._dispatch import on_device
+
+
+@njit(parallel=True, cache=True)
+def _adam_cpu(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2):
+    for i in prange(p.size):
+        gi = g[i] + wd * p[i]
+        mi = b1 * m[i] + (1 - b1) * gi
+        vi = b2 * v[i] + (1 - b2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= lr * (mi / bc1) / (np.sqrt(vi / bc2) + eps)
+
+
+@njit(parallel=True, cache=True)
+def _rmsprop_cpu(p, g, sq, lr, alpha, eps, wd):
+    for i in prange(p.size):
+        gi = g[i] + wd * p[i]
+        s = alpha * sq[i] + (1 - alpha) * gi * gi
+        sq[i] = s
+        p[i] -= lr * gi / (np.sqrt(s) + eps)
+
+
+@njit(parallel=True, cache=True)
+def _sgd_cpu(p, g, buf, lr, momentum, dampening, wd, nesterov, first):
+    for i in prange(p.size):
+        gi = g[i] + wd * p[i]
+        if momentum != 0:
+            b = gi if first else momentum * buf[i] + (1 - dampening) * gi
+            buf[i] = b
+            gi = gi + momentum * b if nesterov else b
+        p[i] -= lr * gi
+
+
+def _flat(*arrays):
+    return tuple(a.reshape(-1) for a in arrays)
+
+
+@on_device
+def adam_update(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2) -> None:
+    """Adam (PyTorch semantics, L2 weight decay) on flat views; bc1/bc2 are bias corrections."""
+    t = p.dtype.type
+    _adam_cpu(*_flat(p, g, m, v), t(lr), t(b1), t(b2), t(eps), t(wd), t(bc1), t(bc2))
+
+
+@on_device
+def rmsprop_update(p, g, sq, lr, alpha, eps, wd) -> None:
+    """RMSprop (PyTorch semantics: eps added outside the square root)."""
+    t = p.dtype.type
+    _rmsprop_cpu(*_flat(p, g, sq), t(lr), t(alpha), t(eps), t(wd))
+
+
+@on_device
+def sgd_update(p, g, buf, lr, momentum, dampening, wd, nesterov, first) -> None:
+    """SGD with optional momentum / Nesterov, as torch.optim.SGD."""
+    t = p.dtype.type
+    _sgd_cpu(*_flat(p, g, buf), t(lr), t(momentum), t(dampening), t(wd), bool(nesterov),
+             bool(first))

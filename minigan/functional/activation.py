@@ -1,0 +1,77 @@
+"""Pointwise nonlinearities."""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, Tensor, as_tensor
+from ..kernels import activation as K
+
+
+class LeakyReLU(Function):
+    def __init__(self, slope: float):
+        self.slope = slope
+
+    def forward(self, x):
+        return K.leaky_relu(x, self.slope)
+
+    def backward(self, gy):
+        return LeakyReLUGrad(self.slope)(self.inputs[0], gy)
+
+
+class LeakyReLUGrad(Function):
+    """(x, gy) -> gy * (1 if x > 0 else slope); linear in gy, flat in x almost everywhere."""
+
+    def __init__(self, slope: float):
+        self.slope = slope
+
+    def forward(self, x, gy):
+        return K.leaky_relu_grad(x, gy, self.slope)
+
+    def backward(self, ggx):
+        return None, LeakyReLUGrad(self.slope)(self.inputs[0], ggx)
+
+
+class Tanh(Function):
+    retain_outputs = True
+
+    def forward(self, x):
+        return backend.array_module(x).tanh(x)
+
+    def backward(self, gy):
+        y = self.output()
+        return gy * (1 - y * y)
+
+
+class Sigmoid(Function):
+    retain_outputs = True
+
+    def forward(self, x):
+        xp = backend.array_module(x)
+        return (xp.tanh(x * x.dtype.type(0.5)) + 1) * x.dtype.type(0.5)  # no overflow
+
+    def backward(self, gy):
+        y = self.output()
+        return gy * y * (1 - y)
+
+
+def _float(x, name):
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be a float array, got {x.dtype}")
+    return x
+
+
+def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
+    return LeakyReLU(float(negative_slope))(_float(x, "leaky_relu"))
+
+
+def relu(x) -> Tensor:
+    return LeakyReLU(0.0)(_float(x, "relu"))
+
+
+def tanh(x) -> Tensor:
+    return Tanh()(_float(x, "tanh"))
+
+
+def sigmoid(x) -> Tensor:
+    return Sigmoid()(_float(x, "sigmoid"))

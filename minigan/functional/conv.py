@@ -1,0 +1,168 @@
+"""2-D convolution and transposed convolution (PyTorch layouts), via im2col + GEMM.
+
+The three pieces are adjoint to one another, so each one's backward is made of the others:
+  conv2d(x, w)             grad x: conv_transpose2d(gy, w)   grad w: conv2d_grad_weight(x, gy)
+  conv_transpose2d(x, w)   grad x: conv2d(gy, w)             grad w: conv2d_grad_weight(gy, x)
+  conv2d_grad_weight(x, g) grad x: conv_transpose2d(g, gw)   grad g: conv2d(x, gw)
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, Tensor, as_tensor
+from ..kernels import conv as K
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, int) else tuple(v)
+    if len(t) != 2 or any(int(a) != a for a in t):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+def _out_size(h, k, s, p, name, what="input"):
+    o = (h + 2 * p - k) // s + 1
+    if h + 2 * p < k:
+        raise ValueError(f"{name}: kernel size {k} is larger than the padded {what} "
+                         f"({h} + 2*{p} = {h + 2 * p}); use a smaller kernel or more padding")
+    return o
+
+
+def _rows(a):
+    """(N, C, H, W) -> (C, N*H*W), the layout the GEMMs want."""
+    xp = backend.array_module(a)
+    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(a.shape[1], -1)
+
+
+def _nchw(y2, n, h, w):
+    """(C, N*H*W) -> (N, C, H, W)."""
+    xp = backend.array_module(y2)
+    return xp.ascontiguousarray(y2.reshape(-1, n, h, w).transpose(1, 0, 2, 3))
+
+
+class Conv2d(Function):
+    def __init__(self, stride, padding):
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x, w):
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        n, _, h, wd = x.shape
+        co, _, kh, kw = w.shape
+        oh = _out_size(h, kh, sh, ph, "conv2d")
+        ow = _out_size(wd, kw, sw, pw, "conv2d")
+        col = K.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        if self.needs_grad_weight():
+            self.col = col  # reused by the weight gradient
+        return _nchw(w.reshape(co, -1) @ col, n, oh, ow)
+
+    def needs_grad_weight(self) -> bool:
+        from ..autograd import is_grad_enabled
+        return is_grad_enabled()
+
+    def backward(self, gy):
+        x, w = self.inputs
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            gx = conv_transpose2d(gy, w, None, self.stride, self.padding,
+                                  _output_padding(x.shape, gy.shape, w.shape, self.stride,
+                                                  self.padding))
+        if self.needs_input_grad[1]:
+            gw = Conv2dGradWeight(self.stride, self.padding, w.shape,
+                                  self.__dict__.pop("col", None))(x, gy)
+        return gx, gw
+
+    def release(self):
+        super().release()
+        self.__dict__.pop("col", None)
+
+
+def _output_padding(x_shape, y_shape, w_shape, stride, padding):
+    """The output_padding that makes conv_transpose2d give back the spatial size of x."""
+    return tuple(x_shape[2 + i] - ((y_shape[2 + i] - 1) * stride[i] - 2 * padding[i]
+                                   + w_shape[2 + i]) for i in range(2))
+
+
+class ConvTranspose2d(Function):
+    def __init__(self, stride, padding, output_padding):
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+
+    def forward(self, x, w):
+        (sh, sw), (ph, pw), (eh, ew) = self.stride, self.padding, self.output_padding
+        n, ci, h, wd = x.shape
+        _, co, kh, kw = w.shape
+        oh = (h - 1) * sh - 2 * ph + kh + eh
+        ow = (wd - 1) * sw - 2 * pw + kw + ew
+        if oh < 1 or ow < 1:
+            raise ValueError(f"conv_transpose2d: output size ({oh}, {ow}) is not positive for "
+                             f"input {tuple(x.shape)}, kernel {(kh, kw)}, padding {(ph, pw)}")
+        col = w.reshape(ci, -1).T @ _rows(x)  # (Cout*kh*kw, N*H*W)
+        return K.col2im(col, (n, co, oh, ow), kh, kw, sh, sw, ph, pw, h, wd)
+
+    def backward(self, gy):
+        x, w = self.inputs
+        gx = conv2d(gy, w, None, self.stride, self.padding) if self.needs_input_grad[0] else None
+        gw = None
+        if self.needs_input_grad[1]:
+            gw = Conv2dGradWeight(self.stride, self.padding, w.shape)(gy, x)
+        return gx, gw
+
+
+class Conv2dGradWeight(Function):
+    """d<conv2d(x, W), gy>/dW: a Function of (x, gy) with its own backward."""
+
+    def __init__(self, stride, padding, w_shape, col=None):
+        self.stride, self.padding, self.w_shape, self.col = stride, padding, w_shape, col
+
+    def forward(self, x, gy):
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        kh, kw = self.w_shape[2:]
+        oh, ow = gy.shape[2:]
+        col = self.col if self.col is not None else K.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        self.col = None
+        return (_rows(gy) @ col.T).reshape(self.w_shape)
+
+    def backward(self, ggw):
+        x, gy = self.inputs
+        gx = ggy = None
+        if self.needs_input_grad[0]:
+            gx = conv_transpose2d(gy, ggw, None, self.stride, self.padding,
+                                  _output_padding(x.shape, gy.shape, ggw.shape, self.stride,
+                                                  self.padding))
+        if self.needs_input_grad[1]:
+            ggy = conv2d(x, ggw, None, self.stride, self.padding)
+        return gx, ggy
+
+
+def _check(name, x, w, in_axis):
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if w.ndim != 4:
+        raise ValueError(f"{name}: expected a 4-D weight, got shape {tuple(w.shape)}")
+    if x.shape[1] != w.shape[in_axis]:
+        raise ValueError(f"{name}: input has {x.shape[1]} channels but the weight "
+                         f"{tuple(w.shape)} expects {w.shape[in_axis]}")
+    for t, what in ((x, "input"), (w, "weight")):
+        if t.dtype.kind != "f":
+            raise TypeError(f"{name}: {what} must be a float array, got {t.dtype}; "
+                            "convert images with .astype(np.float32)")
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0) -> Tensor:
+    """x (N, Cin, H, W), weight (Cout, Cin, kH, kW) -> (N, Cout, oH, oW)."""
+    x, weight = as_tensor(x), as_tensor(weight)
+    _check("conv2d", x, weight, 1)
+    y = Conv2d(_pair(stride, "stride"), _pair(padding, "padding"))(x, weight)
+    return y if bias is None else y + as_tensor(bias).reshape(1, -1, 1, 1)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0) -> Tensor:
+    """x (N, Cin, H, W), weight (Cin, Cout, kH, kW) -> (N, Cout, oH, oW), as PyTorch."""
+    x, weight = as_tensor(x), as_tensor(weight)
+    _check("conv_transpose2d", x, weight, 0)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    output_padding = _pair(output_padding, "output_padding")
+    if any(e >= max(s, 1) for e, s in zip(output_padding, stride)) or min(output_padding) < 0:
+        raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be smaller "
+                         f"than stride {stride} and non-negative")
+    y = ConvTranspose2d(stride, padding, output_padding)(x, weight)
+    return y if bias is None else y + as_tensor(bias).reshape(1, -1, 1, 1)

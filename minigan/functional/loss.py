@@ -1,0 +1,73 @@
+"""Losses: binary cross-entropy (on logits and on probabilities) and mean squared error."""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, Tensor, as_tensor
+from .activation import sigmoid
+
+
+class BCEWithLogits(Function):
+    """Elementwise max(z, 0) - z t + log(1 + exp(-|z|)): no overflow for any z."""
+
+    def forward(self, z, t):
+        xp = backend.array_module(z)
+        return xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+
+    def backward(self, gl):
+        z, t = self.inputs
+        gz = gl * (sigmoid(z) - t) if self.needs_input_grad[0] else None
+        gt = -gl * z if self.needs_input_grad[1] else None
+        return gz, gt
+
+
+class ClampMin(Function):
+    def __init__(self, lo: float):
+        self.lo = lo
+
+    def forward(self, x):
+        return backend.array_module(x).maximum(x, x.dtype.type(self.lo))
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        return gy * Tensor((x.data > self.lo).astype(x.dtype))
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _pair(a, b, name):
+    a = as_tensor(a)
+    b = as_tensor(b, like=a)
+    if b.dtype != a.dtype:
+        b = Tensor(b.data.astype(a.dtype)) if not b.requires_grad else b
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"{name}: input shape {tuple(a.shape)} and target shape "
+                         f"{tuple(b.shape)} differ")
+    return a, b
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction: str = "mean") -> Tensor:
+    """BCE of sigmoid(logits) against target, computed stably from the logits."""
+    z, t = _pair(logits, target, "binary_cross_entropy_with_logits")
+    return _reduce(BCEWithLogits()(z, t), reduction)
+
+
+def binary_cross_entropy(prob, target, reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)); the logs are clamped at -100 as PyTorch does."""
+    p, t = _pair(prob, target, "binary_cross_entropy")
+    loss = -(t * ClampMin(-100.0)(p.log()) + (1 - t) * ClampMin(-100.0)((1 - p).log()))
+    return _reduce(loss, reduction)
+
+
+def mse_loss(input, target, reduction: str = "mean") -> Tensor:  # noqa: A002 - torch's name
+    a, b = _pair(input, target, "mse_loss")
+    d = a - b
+    return _reduce(d * d, reduction)

@@ -1,0 +1,104 @@
+"""Batch normalisation; training mode has fused kernels and an exact second derivative."""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function, Tensor, as_tensor, enable_grad, grad, is_grad_enabled
+from ..kernels import norm as K
+
+
+class BatchNormTrain(Function):
+    """y = (x - mean) / sqrt(var + eps) * gamma + beta over a (N, C, L) view, batch statistics."""
+
+    def __init__(self, eps: float):
+        self.eps = eps
+
+    def forward(self, x, gamma, beta):
+        y, self.mean, self.invstd = K.batch_norm_forward(x, gamma, beta, self.eps)
+        return y
+
+    def backward(self, gy):
+        x, gamma, _ = self.inputs
+        gx, ggamma, gbeta = BatchNormGrad(self.eps, self.mean, self.invstd)(x, gamma, gy)
+        return gx, ggamma, gbeta
+
+
+class BatchNormGrad(Function):
+    """(x, gamma, gy) -> (gx, ggamma, gbeta) of training-mode batchnorm.
+
+    Its backward differentiates the same formula written with differentiable primitives, where
+    1/std stays a function of x (treating it as a constant is the classic second-order bug).
+    """
+
+    def __init__(self, eps, mean, invstd):
+        self.eps, self.mean, self.invstd = eps, mean, invstd
+
+    def forward(self, x, gamma, gy):
+        return K.batch_norm_backward(x, gy, self.mean, self.invstd, gamma)
+
+    def backward(self, ggx, gggamma, ggbeta):
+        inputs = self.inputs
+        create_graph = is_grad_enabled()
+        with enable_grad():
+            outs = batch_norm_grad_reference(*inputs, self.eps)
+        wanted = [x for x, need in zip(inputs, self.needs_input_grad) if need]
+        gs = iter(grad(outs, wanted, [ggx, gggamma, ggbeta], create_graph=create_graph,
+                       allow_unused=True, _partial=True))
+        return tuple(next(gs) if need else None for need in self.needs_input_grad)
+
+
+def batch_norm_grad_reference(x, gamma, gy, eps):
+    """The batchnorm gradient formula in primitives: x, gy (N, C, L), gamma (C,)."""
+    m = x.shape[0] * x.shape[2]
+    c = x.shape[1]
+    xc = x - x.mean(axis=(0, 2), keepdims=True)
+    inv = ((xc * xc).mean(axis=(0, 2), keepdims=True) + eps) ** -0.5
+    xhat = xc * inv
+    gbeta = gy.sum(axis=(0, 2))
+    ggamma = (gy * xhat).sum(axis=(0, 2))
+    corr = (gbeta.reshape(1, c, 1) + xhat * ggamma.reshape(1, c, 1)) * (1.0 / m)
+    gx = (gamma.reshape(1, c, 1) * inv) * (gy - corr)
+    return gx, ggamma, gbeta
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel of x (N, C, ...) as torch.nn.functional.batch_norm.
+
+    In training mode the batch statistics are used and the running arrays (if given) are
+    updated in place: r = (1 - momentum) * r + momentum * stat, with the unbiased variance.
+    """
+    x = as_tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C) or (N, C, ...), got {tuple(x.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"batch_norm: input must be a float array, got {x.dtype}")
+    n, c = x.shape[:2]
+    xp = backend.array_module(x.data)
+    for a, name in ((running_mean, "running_mean"), (running_var, "running_var"),
+                    (weight, "weight"), (bias, "bias")):
+        if a is not None and tuple(a.shape) != (c,):
+            raise ValueError(f"batch_norm: input has {c} channels but {name} has shape "
+                             f"{tuple(a.shape)}")
+    gamma = as_tensor(weight) if weight is not None else Tensor(xp.ones(c, x.dtype))
+    beta = as_tensor(bias) if bias is not None else Tensor(xp.zeros(c, x.dtype))
+    x3 = x.reshape(n, c, -1)
+    if training:
+        if n * x3.shape[2] < 2:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when "
+                             f"training, got input of shape {tuple(x.shape)}")
+        fn = BatchNormTrain(eps)
+        y = fn(x3, gamma, beta)
+        if running_mean is not None:
+            m = n * x3.shape[2]
+            var = (1.0 / (fn.invstd.astype(xp.float64) ** 2) - eps) * (m / (m - 1))
+            running_mean *= 1 - momentum
+            running_mean += momentum * fn.mean
+            running_var *= 1 - momentum
+            running_var += (momentum * var).astype(running_var.dtype)
+        return y.reshape(x.shape)
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
+    scale = gamma * Tensor((running_var + eps) ** -0.5)
+    shift = beta - Tensor(running_mean) * scale
+    return (x3 * scale.reshape(1, c, 1) + shift.reshape(1, c, 1)).reshape(x.shape)
