@@ -23,9 +23,16 @@ PANELS = (
 )
 
 
+def _host(array) -> np.ndarray:
+    """A NumPy array from a NumPy/CuPy array or a Tensor (anything with `.requires_grad`)."""
+    if hasattr(array, "requires_grad"):
+        array = array.data
+    return np.asarray(backend.to_device(array, "cpu"))
+
+
 def _as_uint8_nhwc(images) -> np.ndarray:
     """uint8 (N, H, W, C) from float [-1, 1] (N, C, H, W) / (N, H, W) or uint8 (N, H, W[, C])."""
-    a = np.asarray(backend.to_device(images, "cpu"))
+    a = _host(images)
     if a.dtype == np.uint8:
         if a.ndim == 3:
             a = a[..., None]
@@ -99,7 +106,7 @@ def save_gif(frames: Sequence, path: str | os.PathLike, duration_ms: int = 300, 
             with Image.open(f) as img:
                 pictures.append(img.convert("RGB" if img.mode not in ("L", "1") else "L"))
         else:
-            a = np.asarray(backend.to_device(f, "cpu"))
+            a = _host(f)
             if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
                 raise ValueError("array frames must be uint8 (H, W) or (H, W, 3), got "
                                  f"{a.dtype} {a.shape}")
