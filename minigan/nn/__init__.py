@@ -1,0 +1,15 @@
+"""Modules and layers (as torch.nn)."""
+
+from .. import functional
+from . import init
+from .layers import (
+    BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, LeakyReLU, Linear, ReLU,
+    Sequential, Sigmoid, Tanh, Unflatten, Upsample,
+)
+from .module import Module, Parameter
+
+__all__ = [
+    "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "LeakyReLU",
+    "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "Unflatten",
+    "Upsample", "functional", "init",
+]

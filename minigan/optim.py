@@ -1,0 +1,129 @@
+"""Optimizers (PyTorch semantics); each parameter is updated by one fused kernel pass."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+from .kernels import optim as K
+from .nn.module import Parameter
+
+
+class Optimizer:
+    """Holds the parameters, per-parameter state, and the hyper-parameters in `defaults`."""
+
+    state_keys: tuple[str, ...] = ()
+
+    def __init__(self, params, **defaults):
+        self.params: list[Parameter] = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        for k, v in defaults.items():
+            if isinstance(v, (int, float)) and v < 0:
+                raise ValueError(f"{type(self).__name__}: {k} must be >= 0, got {v}")
+        self.defaults = defaults
+        self.step_count = 0
+        self.state: list[dict] = [{} for _ in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.data[...] = 0
+
+    def _buffers(self, i: int, p: Parameter) -> list:
+        st = self.state[i]
+        xp = backend.array_module(p.data)
+        for k in self.state_keys:
+            if k not in st or st[k].shape != p.shape:
+                st[k] = xp.zeros_like(p.data)
+        return [st[k] for k in self.state_keys]
+
+    def step(self) -> None:
+        self.step_count += 1
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            if not p.data.flags.c_contiguous:
+                raise ValueError(f"{type(self).__name__}: parameter {i} is not contiguous")
+            self._update(p.data, p.grad.data, *self._buffers(i, p))
+
+    def _update(self, p, g, *buffers) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Hyper-parameters, step count and host copies of every state array."""
+        return {"defaults": dict(self.defaults), "step_count": self.step_count,
+                "state": [{k: backend.to_numpy(v).copy() for k, v in st.items()}
+                          for st in self.state]}
+
+    def load_state_dict(self, sd: dict) -> None:
+        if len(sd["state"]) != len(self.params):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state has "
+                             f"{len(sd['state'])} parameters, this optimizer {len(self.params)}")
+        self.defaults.update(sd["defaults"])
+        self.step_count = int(sd["step_count"])
+        for i, (p, st) in enumerate(zip(self.params, sd["state"])):
+            for k, v in st.items():
+                if tuple(v.shape) != tuple(p.shape):
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: state {k!r} of "
+                                     f"parameter {i} has shape {v.shape}, parameter {p.shape}")
+            self.state[i] = {k: backend.to_device(np.asarray(v, p.dtype), p.device).copy()
+                             for k, v in st.items()}
+
+    @property
+    def lr(self) -> float:
+        return self.defaults["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.defaults["lr"] = value
+
+
+class SGD(Optimizer):
+    state_keys = ("momentum_buffer",)
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov)
+
+    def _update(self, p, g, buf):
+        d = self.defaults
+        K.sgd_update(p, g, buf, d["lr"], d["momentum"], d["dampening"], d["weight_decay"],
+                     d["nesterov"], self.step_count == 1)
+
+
+class Adam(Optimizer):
+    state_keys = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+    def _update(self, p, g, m, v):
+        d = self.defaults
+        b1, b2 = d["betas"]
+        t = self.step_count
+        K.adam_update(p, g, m, v, d["lr"], b1, b2, d["eps"], d["weight_decay"], 1 - b1 ** t,
+                      1 - b2 ** t)
+
+
+class RMSprop(Optimizer):
+    """RMSprop; `decay` is Keras's time decay: lr_t = lr / (1 + decay * iterations)."""
+
+    state_keys = ("square_avg",)
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, decay: float = 0.0):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         decay=decay)
+
+    def current_lr(self) -> float:
+        d = self.defaults
+        return d["lr"] / (1.0 + d["decay"] * (self.step_count - 1))
+
+    def _update(self, p, g, sq):
+        d = self.defaults
+        K.rmsprop_update(p, g, sq, self.current_lr(), d["alpha"], d["eps"], d["weight_decay"])
