@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -70,13 +70,12 @@ def _check_existing(path: Path, sums: dict[str, str]) -> Path:
 def _download(url: str, dest: Path, sums: dict[str, str], progress: bool,
               validate: Callable[[Path], None] | None) -> None:
     """Stream `url` into a temp file beside `dest`, check it, rename it; raise on any fault."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    hashes = {a: hashlib.new(a, usedforsecurity=False) for a in sums}
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    # a fresh name opened with "xb": unique like mkstemp, but with the umask's permissions
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
-        hashes = {a: hashlib.new(a, usedforsecurity=False) for a in sums}
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request,
-                                                                timeout=TIMEOUT_S) as resp:
+        with open(tmp, "xb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             received = 0

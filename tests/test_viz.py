@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from minigan.viz import image_grid, plot_curves, save_gif, save_grid
+
+
+def test_grid_geometry_and_placement():
+    images = np.zeros((64, 28, 28), np.uint8)
+    images[:, 0, 0] = np.arange(64)                       # mark each image's corner
+    grid = image_grid(images, nrow=8, padding=2, pad_value=200)
+    assert grid.shape == (242, 242) and grid.dtype == np.uint8   # 8 * (28 + 2) + 2
+    for i in (0, 9, 63):
+        r, c = divmod(i, 8)
+        assert grid[2 + 30 * r, 2 + 30 * c] == i
+    assert (grid[:2] == 200).all() and (grid[:, 30:32] == 200).all()
+
+    odd = image_grid(np.zeros((10, 5, 7), np.uint8), nrow=4, padding=1)
+    assert odd.shape == (3 * 6 + 1, 4 * 8 + 1)            # 3 rows of 4, last row part-empty
+    assert image_grid(np.zeros((3, 5, 5), np.uint8), nrow=8, padding=0).shape == (5, 15)
+
+
+def test_float_values_map_to_uint8():
+    x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 3.0, -7.0, np.nan], np.float32)
+    images = np.broadcast_to(x, (1, 1, 2, 8))              # (N, C, H, W)
+    grid = image_grid(images, padding=0)
+    assert grid.shape == (2, 8)
+    assert grid[0].tolist() == [0, 64, 128, 191, 255, 255, 0, 0]
+
+
+def test_rgb_grid():
+    images = -np.ones((5, 3, 4, 4), np.float32)
+    images[:, 1] = 1.0                                     # pure green
+    grid = image_grid(images, nrow=5, padding=1, pad_value=0)
+    assert grid.shape == (6, 26, 3)
+    assert grid[1, 1].tolist() == [0, 255, 0]
+    uint8 = image_grid(np.full((2, 4, 4, 3), 7, np.uint8), padding=0)
+    assert uint8.shape == (4, 8, 3) and (uint8 == 7).all()
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2, 4, 4), np.float32),
+                                 np.zeros((2, 4, 4, 2), np.uint8), np.zeros((2, 4), np.int64),
+                                 np.zeros((0, 4, 4), np.uint8)])
+def test_grid_rejects_bad_input(bad):
+    with pytest.raises(ValueError):
+        image_grid(bad)
+
+
+def test_save_grid_scales(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    path = save_grid(images, tmp_path / "out" / "grid.png", nrow=4)
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (2 * 122, 2 * 122)   # default scale 2
+        big = np.asarray(img)
+    small = image_grid(images, nrow=4)
+    np.testing.assert_array_equal(big[::2, ::2], small)
+    np.testing.assert_array_equal(big[1::2, 1::2], small)
+    with Image.open(save_grid(images, tmp_path / "one.png", nrow=4, scale=1)) as img:
+        assert img.size == (122, 122)
+
+
+def test_gif_frames_and_timing(tmp_path):
+    frames = []
+    for k in range(4):
+        frame = np.zeros((20, 30), np.uint8)
+        frame[:, 5 * k:5 * k + 5] = 255                   # a bar moving right
+        frames.append(frame)
+    paths = [Image.fromarray(f) for f in frames[:2]]
+    for i, p in enumerate(paths):
+        p.save(tmp_path / f"f{i}.png")
+    mixed = [tmp_path / "f0.png", tmp_path / "f1.png"] + frames[2:]
+    path = save_gif(mixed, tmp_path / "progress.gif", duration_ms=100)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 4 and gif.size == (30, 20)
+        durations, lit = [], []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+            lit.append(int(np.argmax(np.asarray(gif.convert("L"))[0] > 128)))
+        assert gif.info.get("loop") == 0
+    assert durations[:3] == [100, 100, 100] and durations[3] > 100   # last frame held
+    assert lit == [0, 5, 10, 15]
+
+
+def test_gif_rejects_mixed_sizes(tmp_path):
+    with pytest.raises(ValueError, match="one size"):
+        save_gif([np.zeros((4, 4), np.uint8), np.zeros((5, 4), np.uint8)], tmp_path / "x.gif")
+
+
+def test_plot_curves_writes_png(tmp_path):
+    rng = np.random.default_rng(0)
+    records = [{"step": s, "loss_d": 1.3 - s / 400 + rng.random() * 0.1, "loss_g": 0.7 + s / 300,
+                "acc_real": 0.6, "acc_fake": 0.55, "d_x": 0.6, "d_g_z": 0.4} for s in range(200)]
+    records += [{"step": s, "fd": 50.0 / (1 + s), "modes": 3 + s // 50} for s in (0, 100, 199)]
+    path = plot_curves(records, tmp_path / "plots" / "curves.png", marks=[120, 150])
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 700  # four panels
+        four = img.size[1]
+    partial = [{"step": 0, "loss_d": 1.0}, {"step": 1, "loss_g": None}, {"loss_d": float("nan")}]
+    with Image.open(plot_curves(partial, tmp_path / "partial.png")) as img:
+        assert img.size[1] < four                          # three panels, no quality panel
