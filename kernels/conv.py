@@ -13,25 +13,35 @@ from numba import njit, prange
 from ._dispatch import on_device
 
 
+@njit(cache=True, inline="always")
+def _inside(j, pw, sw, w, ow):
+    """The range [lo, hi) of output columns ox whose input column ox*sw - pw + j is in [0, w)."""
+    lo = min(ow, max(0, -((j - pw) // sw)))
+    hi = max(lo, min(ow, (w - 1 + pw - j) // sw + 1))
+    return lo, hi
+
+
 @njit(parallel=True, cache=True)
 def _im2col_cpu(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
     n_, c_, h, w = x.shape
     p = oh * ow
+    zero = x.dtype.type(0)
     for r in prange(c_ * kh * kw):
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
+        lo, hi = _inside(j, pw, sw, w, ow)
         for n in range(n_):
-            base = n * p
             for oy in range(oh):
                 iy = oy * sh - ph + i
-                for ox in range(ow):
-                    ix = ox * sw - pw + j
-                    v = x.dtype.type(0)
-                    if 0 <= iy < h and 0 <= ix < w:
-                        v = x[n, c, iy, ix]
-                    col[r, base + oy * ow + ox] = v
-
+                dst = n * p + oy * ow
+                if iy < 0 or iy >= h:
+                    col[r, dst:dst + ow] = zero
+                    continue
+                col[r, dst:dst + lo] = zero
+                for ox in range(lo, hi):
+                    col[r, dst + ox] = x[n, c, iy, ox * sw - pw + j]
+                col[r, dst + hi:dst + ow] = zero
 
 @njit(parallel=True, cache=True)
 def _col2im_cpu(col, x, kh, kw, sh, sw, ph, pw, oh, ow):
@@ -43,14 +53,14 @@ def _col2im_cpu(col, x, kh, kw, sh, sw, ph, pw, oh, ow):
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
+                lo, hi = _inside(j, pw, sw, w, ow)
                 for oy in range(oh):
                     iy = oy * sh - ph + i
                     if iy < 0 or iy >= h:
                         continue
-                    for ox in range(ow):
-                        ix = ox * sw - pw + j
-                        if 0 <= ix < w:
-                            x[n, c, iy, ix] += col[r, n * p + oy * ow + ox]
+                    src = n * p + oy * ow
+                    for ox in range(lo, hi):
+                        x[n, c, iy, ox * sw - pw + j] += col[r, src + ox]
 
 
 @on_device

@@ -9,7 +9,7 @@ The three pieces are adjoint to one another, so each one's backward is made of t
 from __future__ import annotations
 
 from .. import backend
-from ..autograd import Function, Tensor, as_tensor
+from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from ..kernels import conv as K
 
 
@@ -41,8 +41,10 @@ def _nchw(y2, n, h, w):
 
 
 class Conv2d(Function):
-    def __init__(self, stride, padding):
-        self.stride, self.padding = stride, padding
+    """conv2d as im2col + GEMM; `col` may be handed in when the caller already has it."""
+
+    def __init__(self, stride, padding, col=None):
+        self.stride, self.padding, self.col = stride, padding, col
 
     def forward(self, x, w):
         (sh, sw), (ph, pw) = self.stride, self.padding
@@ -50,14 +52,9 @@ class Conv2d(Function):
         co, _, kh, kw = w.shape
         oh = _out_size(h, kh, sh, ph, "conv2d")
         ow = _out_size(wd, kw, sw, pw, "conv2d")
-        col = K.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
-        if self.needs_grad_weight():
-            self.col = col  # reused by the weight gradient
+        col = self.col if self.col is not None else K.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        self.col = col if is_grad_enabled() else None  # kept for the weight gradient
         return _nchw(w.reshape(co, -1) @ col, n, oh, ow)
-
-    def needs_grad_weight(self) -> bool:
-        from ..autograd import is_grad_enabled
-        return is_grad_enabled()
 
     def backward(self, gy):
         x, w = self.inputs
@@ -100,10 +97,14 @@ class ConvTranspose2d(Function):
 
     def backward(self, gy):
         x, w = self.inputs
-        gx = conv2d(gy, w, None, self.stride, self.padding) if self.needs_input_grad[0] else None
-        gw = None
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        kh, kw = w.shape[2:]
+        col = K.im2col(gy.data, kh, kw, sh, sw, ph, pw, *x.shape[2:])  # shared by both grads
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            gx = Conv2d(self.stride, self.padding, col)(gy, w)
         if self.needs_input_grad[1]:
-            gw = Conv2dGradWeight(self.stride, self.padding, w.shape)(gy, x)
+            gw = Conv2dGradWeight(self.stride, self.padding, w.shape, col)(gy, x)
         return gx, gw
 
 
