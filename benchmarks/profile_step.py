@@ -1,0 +1,63 @@
+"""Where a minigan DCGAN training step spends its time, by part, from cProfile's own-time.
+
+Parts: im2col/col2im kernels; GEMM (time spent inside the conv/linear Functions' forward, which
+is the BLAS call, the kernels being counted apart); layout copies (ascontiguousarray/transpose);
+batchnorm kernels; elementwise (activations, dropout, losses, arithmetic); optimizer kernels;
+everything else is Python overhead (graph bookkeeping, argument checks).
+
+    python benchmarks/profile_step.py --batch 256 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+
+from step import minigan_step
+
+PARTS = [
+    ("im2col/col2im", lambda f, fn: f.endswith("kernels/conv.py") and "col" in fn),
+    ("GEMM", lambda f, fn: (f.endswith("functional/conv.py") and fn == "forward")
+     or (f.endswith("functional/math.py") and fn == "forward")),
+    ("layout copies", lambda f, fn: "ascontiguousarray" in fn or "copy" in fn),
+    ("batchnorm", lambda f, fn: f.endswith("kernels/norm.py") and fn.startswith("_bn")),
+    ("elementwise", lambda f, fn: (f.endswith(("kernels/activation.py", "kernels/dropout.py",
+                                               "kernels/loss.py")) and fn.startswith("_"))
+     or (f.endswith(("functional/activation.py", "functional/loss.py",
+                     "functional/dropout.py")) and fn == "forward")),
+    ("optimizer", lambda f, fn: f.endswith("kernels/optim.py") and fn.startswith("_")),
+]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=5)
+    a = p.parse_args()
+    step, _ = minigan_step(a.batch, "cpu")
+    for _ in range(2):
+        step()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(a.steps):
+        step()
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(v[2] for v in stats.values())
+    parts = {name: 0.0 for name, _ in PARTS}
+    for (file, _, fn), (_, _, tottime, _, _) in stats.items():
+        for name, match in PARTS:
+            if match(file, fn):
+                parts[name] += tottime
+                break
+        else:
+            parts.setdefault("Python overhead", 0.0)
+            parts["Python overhead"] += tottime
+    print(f"batch {a.batch}: {total / a.steps:.3f} s per step (under the profiler)")
+    for name, t in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:16s} {t / a.steps:7.3f} s  {100 * t / total:5.1f} %")
+
+
+if __name__ == "__main__":
+    main()
