@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from functools import wraps
 
+import numba
+import numpy as np
+
 from minigan import backend
+
+# Below this many elements a CPU kernel runs on the calling thread alone: waking the thread
+# pool costs ~10 us on an idle machine and milliseconds on a busy one, more than it saves.
+PARALLEL_MIN_SIZE = 1 << 15
+
+
+def _one_thread(impl, args, kwargs):
+    old = numba.get_num_threads()  # thread-local in numba: other Python threads keep theirs
+    numba.set_num_threads(1)
+    try:
+        return impl(*args, **kwargs)
+    finally:
+        numba.set_num_threads(old)
 
 
 def on_device(cpu_impl):
@@ -23,6 +39,9 @@ def on_device(cpu_impl):
         impl = impls.get(device)
         if impl is None:
             raise NotImplementedError(f"{cpu_impl.__name__} has no {device} kernel")
+        if device == "cpu" and max((a.size for a in args if isinstance(a, np.ndarray)),
+                                   default=0) < PARALLEL_MIN_SIZE:
+            return _one_thread(impl, args, kwargs)
         return impl(*args, **kwargs)
 
     def register_cuda(fn):
