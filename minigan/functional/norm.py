@@ -42,8 +42,10 @@ class BatchNormGrad(Function):
         with enable_grad():
             outs = batch_norm_grad_reference(*inputs, self.eps)
         wanted = [x for x, need in zip(inputs, self.needs_input_grad) if need]
-        gs = iter(grad(outs, wanted, [ggx, gggamma, ggbeta], create_graph=create_graph,
-                       allow_unused=True, _partial=True))
+        # an output with no graph (gbeta = sum(gy) when gy is a constant) contributes nothing
+        live = [(y, g) for y, g in zip(outs, (ggx, gggamma, ggbeta)) if y.requires_grad]
+        gs = iter(grad([y for y, _ in live], wanted, [g for _, g in live],
+                       create_graph=create_graph, allow_unused=True, _partial=True))
         return tuple(next(gs) if need else None for need in self.needs_input_grad)
 
 
