@@ -1,0 +1,187 @@
+"""batch_norm (training and evaluation) against float64 NumPy, first and second order.
+
+The training-mode reference backward is the closed form, written independently of minigan's:
+  dx = gamma * invstd / m * (m * gy - sum(gy) - xhat * sum(gy * xhat))
+Its second derivative, where 1/std depends on x, is checked against central differences of it.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from minigan.kernels import norm as K
+
+import minigan as mg
+from minigan import functional as F
+from minigan.functional.norm import BatchNormGrad
+from minigan.testing import OpTest, assert_close
+
+
+def _axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _per_channel(a, x):
+    return a.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def bn_train_ref(x, gamma, beta, eps):
+    mean = x.mean(_axes(x), keepdims=True)
+    var = ((x - mean) ** 2).mean(_axes(x), keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * _per_channel(gamma, x) + _per_channel(beta, x)
+
+
+def bn_train_vjp_ref(x, gamma, gy, eps):
+    """(dx, dgamma, dbeta) of training-mode batchnorm, in closed form."""
+    ax = _axes(x)
+    m = x.size // x.shape[1]
+    mean = x.mean(ax, keepdims=True)
+    invstd = 1.0 / np.sqrt(((x - mean) ** 2).mean(ax, keepdims=True) + eps)
+    xhat = (x - mean) * invstd
+    dbeta, dgamma = gy.sum(ax), (gy * xhat).sum(ax)
+    dx = _per_channel(gamma, x) * invstd / m * (
+        m * gy - _per_channel(dbeta, x) - xhat * _per_channel(dgamma, x))
+    return dx, dgamma, dbeta
+
+
+def bn_eval_ref(x, gamma, beta, rm, rv, eps):
+    return ((x - _per_channel(rm, x)) / np.sqrt(_per_channel(rv, x) + eps) * _per_channel(gamma, x)
+            + _per_channel(beta, x))
+
+
+rests = st.sampled_from([(), (1,), (3,), (1, 2), (2, 2)])  # (N, C), (N, C, L), (N, C, H, W)
+eps_values = st.sampled_from([1e-5, 1e-3, 0.1])
+
+
+def bn_train_test(n, c, rest, eps, seed=0, affine=True):
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal((n, c, *rest)) * 1.5 + gen.standard_normal((1, c) + (1,) * len(rest))
+    gamma, beta = gen.standard_normal(c), gen.standard_normal(c)
+    params = {"eps": eps, "training": True}
+    if not affine:
+        return OpTest("batch_norm", lambda x: F.batch_norm(x, None, None, training=True, eps=eps),
+                      [x], reference=lambda x: bn_train_ref(x, np.ones(c), np.zeros(c), eps),
+                      vjp_reference=lambda x, gy: bn_train_vjp_ref(x, np.ones(c), gy, eps)[:1],
+                      params=dict(params, affine=False))
+    return OpTest(
+        "batch_norm", lambda x, g, b: F.batch_norm(x, None, None, g, b, True, eps=eps),
+        [x, gamma, beta], reference=lambda x, g, b: bn_train_ref(x, g, b, eps),
+        vjp_reference=lambda x, g, b, gy: bn_train_vjp_ref(x, g, gy, eps), params=params)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), rests, eps_values, st.booleans())
+def test_batch_norm_training(n, c, rest, eps, affine):
+    n = max(n, 2) if np.prod(rest) < 2 else n  # at least 2 values per channel
+    bn_train_test(n, c, rest, eps, affine=affine).check()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.sampled_from([(), (2,), (2, 1)]), eps_values)
+def test_batch_norm_eval(n, c, rest, eps):
+    gen = np.random.default_rng(1)
+    x = gen.standard_normal((n, c, *rest))
+    gamma, beta, rm = gen.standard_normal(c), gen.standard_normal(c), gen.standard_normal(c)
+    rv = gen.uniform(0.5, 2.0, c)
+
+    def op(x, g, b):
+        dt = x.dtype
+        return F.batch_norm(x, rm.astype(dt), rv.astype(dt), g, b, False, eps=eps)
+
+    scale = 1 / np.sqrt(rv + eps)
+    OpTest("batch_norm", op, [x, gamma, beta],
+           reference=lambda x, g, b: bn_eval_ref(x, g, b, rm, rv, eps),
+           vjp_reference=lambda x, g, b, gy: (
+               gy * _per_channel(g * scale, x), (gy * (x - _per_channel(rm, x))).sum(_axes(x))
+               * scale, gy.sum(_axes(x))),
+           params={"eps": eps, "training": False}).check()
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (3, 2, 5), (2, 3, 2, 2)])
+def test_acceptance_batch_norm_float64_first_and_second_order(shape):
+    """Training mode: forward, first-order VJP at rtol 1e-6 against the closed form, and the
+    second-order VJP (x, gamma and gy) at rtol 1e-6 against central differences of the closed
+    form; 1/std is a function of x there, so a constant-1/std second derivative fails."""
+    t = bn_train_test(shape[0], shape[1], shape[2:], 1e-5, seed=7)
+    assert t.rtol == 1e-6 and t.second_order
+    t.check()
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(2, 3), st.integers(1, 2), st.integers(1, 2), eps_values)
+def test_batch_norm_grad_is_a_function_with_its_own_derivatives(n, c, length, eps):
+    """(x, gamma, gy) -> (dx, dgamma, dbeta): forward against the closed form, then gradcheck
+    and gradgradcheck of it (batchnorm's second and third derivatives)."""
+    gen = np.random.default_rng(2)
+    x, gamma = gen.standard_normal((n, c, length)), gen.standard_normal(c)
+    gy = gen.standard_normal((n, c, length))
+
+    def op(x, g, gy):
+        _, mean, invstd = K.batch_norm_forward(x.data, g.data, np.zeros_like(g.data), eps)
+        return BatchNormGrad(eps, mean, invstd)(x, g, gy)
+
+    OpTest("batch_norm_grad", op, [x, gamma, gy],
+           reference=lambda x, g, gy: bn_train_vjp_ref(x, g, gy, eps),
+           params={"eps": eps}).check()
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.5, 1.0])
+def test_running_statistics_follow_the_formula(momentum):
+    """r <- (1 - momentum) r + momentum * stat, with the unbiased variance (m / (m - 1))."""
+    gen = np.random.default_rng(3)
+    rm, rv = gen.standard_normal(3), gen.uniform(0.5, 2, 3)
+    want_m, want_v = rm.copy(), rv.copy()
+    for step in range(3):
+        x = gen.standard_normal((4, 3, 2, 2)) * (step + 1) + step
+        F.batch_norm(mg.tensor(x), rm, rv, None, None, True, momentum, 1e-5)
+        m = x.size // 3
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3)) * m / (m - 1)
+        want_m = (1 - momentum) * want_m + momentum * mean
+        want_v = (1 - momentum) * want_v + momentum * var
+        assert_close(rm, want_m, 1e-10, 1e-12, f"running_mean after step {step}")
+        # the variance is recovered from 1/sqrt(var + eps): relative error ~1e-16 * (var + eps)
+        assert_close(rv, want_v, 1e-9, 1e-12, f"running_var after step {step}")
+
+
+def test_running_statistics_float32_stay_float32():
+    rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+    x = np.random.default_rng(4).standard_normal((5, 2)).astype(np.float32)
+    F.batch_norm(mg.tensor(x), rm, rv, None, None, True)
+    assert rm.dtype == rv.dtype == np.float32
+    assert_close(rm, 0.1 * x.mean(0), 1e-5, 1e-7, "running_mean")
+    assert_close(rv, 0.9 + 0.1 * x.var(0, ddof=1), 1e-5, 1e-6, "running_var")
+
+
+def test_training_needs_more_than_one_value_per_channel():
+    with pytest.raises(ValueError, match=r"more than 1 value per channel.*\(1, 3\)"):
+        F.batch_norm(mg.tensor(np.zeros((1, 3))), None, None, training=True)
+    with pytest.raises(ValueError, match="evaluation mode needs running_mean and running_var"):
+        F.batch_norm(mg.tensor(np.zeros((2, 3))), None, None, training=False)
+
+
+def test_constant_channel_is_finite():
+    """Zero variance: y = beta, gradients finite (eps keeps 1/std bounded)."""
+    x = mg.tensor(np.full((4, 2), 3.0), requires_grad=True)
+    b = mg.tensor(np.array([0.5, -1.0]), requires_grad=True)
+    y = F.batch_norm(x, None, None, None, b, True)
+    assert_close(y.data, np.broadcast_to(b.data, (4, 2)), 0, 1e-12, "constant channel")
+    (gx,) = mg.grad((y * y).sum(), [x])
+    assert np.isfinite(gx.data).all()
+
+
+def test_against_torch_if_installed():
+    torch = pytest.importorskip("torch")
+    gen = np.random.default_rng(5)
+    x, g, b = gen.standard_normal((3, 2, 2, 2)), gen.standard_normal(2), gen.standard_normal(2)
+    u = gen.standard_normal(x.shape)
+    xt, gt, bt = (torch.tensor(a, requires_grad=True) for a in (x, g, b))
+    yt = torch.nn.functional.batch_norm(xt, None, None, gt, bt, True)
+    (gxt,) = torch.autograd.grad((yt * torch.tensor(u)).sum(), xt, create_graph=True)
+    (ggt,) = torch.autograd.grad((gxt ** 2).sum(), xt)
+    xm, gm, bm = (mg.tensor(a, requires_grad=True) for a in (x, g, b))
+    ym = F.batch_norm(xm, None, None, gm, bm, True)
+    (gxm,) = mg.grad((ym * mg.tensor(u)).sum(), [xm], create_graph=True)
+    (ggm,) = mg.grad((gxm ** 2).sum(), [xm])
+    assert_close(ym.data, yt.detach().numpy(), 1e-10, 1e-12, "batch_norm vs torch: y")
+    assert_close(gxm.data, gxt.detach().numpy(), 1e-10, 1e-12, "batch_norm vs torch: dx")
+    assert_close(ggm.data, ggt.numpy(), 1e-9, 1e-12, "batch_norm vs torch: 2nd order")
