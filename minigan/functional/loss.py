@@ -33,6 +33,23 @@ class ClampMin(Function):
         return gy * Tensor((x.data > self.lo).astype(x.dtype))
 
 
+class ClampedLog(Function):
+    """max(log x, -100) for x >= 0: finite at x = 0, where log(x) would be -inf.
+
+    The backward is gy / max(x, 1e-12), so a probability saturated at 0 or 1 gives a large
+    finite gradient as in PyTorch's BCE, not 0 * inf = nan (and 1 / x stays finite in float32).
+    """
+
+    def forward(self, x):
+        xp = backend.array_module(x)
+        pos = x > 0
+        y = xp.where(pos, xp.log(xp.where(pos, x, 1)), -100)
+        return xp.maximum(y, -100).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        return gy / ClampMin(1e-12)(self.inputs[0])
+
+
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return loss.mean()
@@ -63,7 +80,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction: str = "mean") ->
 def binary_cross_entropy(prob, target, reduction: str = "mean") -> Tensor:
     """-(t log p + (1 - t) log(1 - p)); the logs are clamped at -100 as PyTorch does."""
     p, t = _pair(prob, target, "binary_cross_entropy")
-    loss = -(t * ClampMin(-100.0)(p.log()) + (1 - t) * ClampMin(-100.0)((1 - p).log()))
+    loss = -(t * ClampedLog()(p) + (1 - t) * ClampedLog()(1 - p))
     return _reduce(loss, reduction)
 
 
