@@ -46,8 +46,11 @@ class Sigmoid(Function):
     retain_outputs = True
 
     def forward(self, x):
+        # exp(-|x|) never overflows, and the x < 0 branch keeps full relative precision in the
+        # tail (1 + tanh(x / 2) would round to 0 below x = -37 in float64, -17 in float32)
         xp = backend.array_module(x)
-        return (xp.tanh(x * x.dtype.type(0.5)) + 1) * x.dtype.type(0.5)  # no overflow
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
     def backward(self, gy):
         y = self.output()
