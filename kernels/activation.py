@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from minigan import backend
+
+from . import _cuda
+from ._cuda import cuda
 from ._dispatch import on_device
 
 
@@ -35,4 +39,37 @@ def leaky_relu_grad(x, gy, slope: float):
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     gx = np.empty_like(gy)
     _leaky_relu_grad_cpu(x.reshape(-1), gy.reshape(-1), gy.dtype.type(slope), gx.reshape(-1))
+    return gx
+
+
+@_cuda.kernel("a1 f a1")
+def _leaky_relu_cuda(x, slope, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        y[i] = v if v > 0 else v * slope
+
+
+@_cuda.kernel("a1 a1 f a1")
+def _leaky_relu_grad_cuda(x, gy, slope, gx):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        gx[i] = gy[i] if x[i] > 0 else gy[i] * slope
+
+
+@leaky_relu.cuda
+def leaky_relu_cuda(x, slope: float):
+    xp = backend.array_module(x)
+    x = xp.ascontiguousarray(x)
+    y = xp.empty_like(x)
+    _cuda.for_each(_leaky_relu_cuda, x.size, x.reshape(-1), x.dtype.type(slope), y.reshape(-1))
+    return y
+
+
+@leaky_relu_grad.cuda
+def leaky_relu_grad_cuda(x, gy, slope: float):
+    xp = backend.array_module(gy)
+    gy = xp.ascontiguousarray(gy)
+    x = xp.ascontiguousarray(x, dtype=gy.dtype)
+    gx = xp.empty_like(gy)
+    _cuda.for_each(_leaky_relu_grad_cuda, gy.size, x.reshape(-1), gy.reshape(-1),
+                   gy.dtype.type(slope), gx.reshape(-1))
     return gx

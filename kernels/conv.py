@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from minigan import backend
+
+from . import _cuda
+from ._cuda import cuda
 from ._dispatch import on_device
 
 
@@ -77,4 +81,80 @@ def col2im(col, shape, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh:
     """The adjoint of im2col: (C*kh*kw, N*oh*ow) -> (N, C, H, W), overlaps summed."""
     x = np.zeros(shape, col.dtype)
     _col2im_cpu(np.ascontiguousarray(col), x, kh, kw, sh, sw, ph, pw, oh, ow)
+    return x
+
+
+@_cuda.kernel("a4 a2 i i i i i i i i")
+def _im2col_cuda(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
+    """One thread per column-matrix entry; consecutive threads write consecutive columns."""
+    n_, _, h, w = x.shape
+    p = oh * ow
+    q_ = n_ * p
+    zero = x.dtype.type(0)
+    for e in range(cuda.grid(1), col.size, cuda.gridsize(1)):
+        r = e // q_
+        q = e - r * q_
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        n = q // p
+        oy = (q // ow) % oh
+        ox = q % ow
+        iy = oy * sh - ph + i
+        ix = ox * sw - pw + j
+        v = zero
+        if 0 <= iy < h and 0 <= ix < w:
+            v = x[n, c, iy, ix]
+        col[r, q] = v
+
+
+@_cuda.kernel("a2 a4 i i i i i i i i")
+def _col2im_cuda(col, x, kh, kw, sh, sw, ph, pw, oh, ow):
+    """One thread per image pixel, gathering the column entries that land on it (no atomics).
+
+    Pixel (iy, ix) receives window tap (i, j) of output (oy, ox) when oy*sh - ph + i = iy;
+    taps are summed in the CPU twin's order, (i, j) row by row.
+    """
+    _, c_, h, w = x.shape
+    p = oh * ow
+    for e in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        ix = e % w
+        iy = (e // w) % h
+        c = (e // (w * h)) % c_
+        n = e // (w * h * c_)
+        s = x.dtype.type(0)
+        for i in range(kh):
+            ty = iy + ph - i
+            if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+                continue
+            oy = ty // sh
+            for j in range(kw):
+                tx = ix + pw - j
+                if tx < 0 or tx % sw != 0 or tx // sw >= ow:
+                    continue
+                s += col[(c * kh + i) * kw + j, n * p + oy * ow + tx // sw]
+        x[n, c, iy, ix] = s
+
+
+def _ints(*values):
+    return tuple(int(v) for v in values)
+
+
+@im2col.cuda
+def im2col_cuda(x, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int, ow: int):
+    xp = backend.array_module(x)
+    x = xp.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    col = xp.empty((c * kh * kw, n * oh * ow), x.dtype)
+    _cuda.for_each(_im2col_cuda, col.size, x, col, *_ints(kh, kw, sh, sw, ph, pw, oh, ow))
+    return col
+
+
+@col2im.cuda
+def col2im_cuda(col, shape, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int,
+                ow: int):
+    xp = backend.array_module(col)
+    col = xp.ascontiguousarray(col)
+    x = xp.empty(shape, col.dtype)  # every pixel is written by the gather
+    _cuda.for_each(_col2im_cuda, x.size, col, x, *_ints(kh, kw, sh, sw, ph, pw, oh, ow))
     return x

@@ -9,17 +9,24 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
+from minigan import backend
+
+from . import _cuda
+from ._cuda import cuda
 from ._dispatch import on_device
 
 
-@njit(cache=True, inline="always")
-def _uniform(key, i):
-    """splitmix64 of key + i, top 24 bits as a float in [0, 1)."""
+def _splitmix_uniform(key, i):
+    """splitmix64 of key + i, top 24 bits as a float in [0, 1): exact, the same on every device."""
     z = uint64(key) + uint64(i + 1) * uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
     z = z ^ (z >> uint64(31))
     return float(z >> uint64(40)) * (1.0 / 16777216.0)
+
+
+_uniform = njit(cache=True, inline="always")(_splitmix_uniform)
+_uniform_cuda = _cuda.device(_splitmix_uniform)
 
 
 @njit(parallel=True, cache=True)
@@ -39,4 +46,24 @@ def dropout(x, p: float, key: int):
     mask = np.empty_like(x)
     _dropout_cpu(x.reshape(-1), p, x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),
                  y.reshape(-1), mask.reshape(-1))
+    return y, mask
+
+
+@_cuda.kernel("a1 d f u a1 a1")
+def _dropout_cuda(x, p, scale, key, y, mask):
+    zero = x.dtype.type(0)
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        m = scale if _uniform_cuda(key, i) >= p else zero
+        mask[i] = m
+        y[i] = x[i] * m
+
+
+@dropout.cuda
+def dropout_cuda(x, p: float, key: int):
+    xp = backend.array_module(x)
+    x = xp.ascontiguousarray(x)
+    y = xp.empty_like(x)
+    mask = xp.empty_like(x)
+    _cuda.for_each(_dropout_cuda, x.size, x.reshape(-1), float(p), x.dtype.type(1.0 / (1.0 - p)),
+                   np.uint64(key), y.reshape(-1), mask.reshape(-1))
     return y, mask

@@ -158,7 +158,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         return x
     if like is not None and np.isscalar(x):
         xp = backend.array_module(like.data)
-        return Tensor(xp.asarray(x, dtype=like.dtype))
+        return Tensor(xp.full((), x, dtype=like.dtype))  # filled on the device: no host copy
     return Tensor(x if hasattr(x, "dtype") and hasattr(x, "shape") else np.asarray(x))
 
 

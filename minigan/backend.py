@@ -99,6 +99,33 @@ def to_numpy(a) -> np.ndarray:
     return _cupy.asnumpy(a) if is_cuda_array(a) else np.asarray(a)
 
 
+def current_stream_ptr() -> int:
+    """The handle of CuPy's current CUDA stream (0 is the legacy default stream).
+
+    CUDA kernels launch on it, so they are ordered with the CuPy work around them.
+    """
+    return _cupy.cuda.get_current_stream().ptr
+
+
+def scatter_add(out, index, values) -> None:
+    """out[index] += values, with repeated indices summed (np.add.at / cupyx.scatter_add)."""
+    if is_cuda_array(out):
+        import cupyx
+
+        cupyx.scatter_add(out, _device_index(index), values)
+    else:
+        np.add.at(out, index, values)
+
+
+def _device_index(index):
+    """An index for a cupy array: host index arrays (and lists) become device arrays."""
+    if isinstance(index, tuple):
+        return tuple(_device_index(i) for i in index)
+    if isinstance(index, (list, np.ndarray)):
+        return _cupy.asarray(index)
+    return index
+
+
 def synchronize(device: str) -> None:
     """Wait for queued GPU work (no-op on the CPU); benchmarks call it."""
     if device == "cuda":

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
+from ..kernels import loss as K
 from .activation import sigmoid
 
 
 class BCEWithLogits(Function):
-    """Elementwise max(z, 0) - z t + log(1 + exp(-|z|)): no overflow for any z."""
+    """Elementwise max(z, 0) - z t + log(1 + exp(-|z|)): no overflow for any z (one kernel)."""
 
     def forward(self, z, t):
-        xp = backend.array_module(z)
-        return xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+        return K.bce_with_logits(z, t)
 
     def backward(self, gl):
         z, t = self.inputs
-        gz = gl * (sigmoid(z) - t) if self.needs_input_grad[0] else None
+        gz = BCEWithLogitsGrad()(z, t, gl) if self.needs_input_grad[0] else None
         gt = -gl * z if self.needs_input_grad[1] else None
         return gz, gt
+
+
+class BCEWithLogitsGrad(Function):
+    """(z, t, gl) -> gl * (sigmoid(z) - t) in one kernel; its own backward is composite."""
+
+    def forward(self, z, t, gl):
+        return K.bce_with_logits_grad(z, t, gl)
+
+    def backward(self, ggz):
+        z, t, gl = self.inputs
+        need = self.needs_input_grad
+        s = sigmoid(z) if need[0] or need[2] else None
+        gz = ggz * gl * s * (1 - s) if need[0] else None
+        gt = -ggz * gl if need[1] else None
+        ggl = ggz * (s - t) if need[2] else None
+        return gz, gt, ggl
 
 
 class ClampMin(Function):

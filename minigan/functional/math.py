@@ -207,9 +207,8 @@ class ScatterAdd(Function):
         self.index, self.shape = index, shape
 
     def forward(self, g):
-        xp = backend.array_module(g)
-        out = xp.zeros(self.shape, g.dtype)
-        xp.add.at(out, self.index, g)
+        out = backend.array_module(g).zeros(self.shape, g.dtype)
+        backend.scatter_add(out, self.index, g)
         return out
 
     def backward(self, gg):
