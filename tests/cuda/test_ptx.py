@@ -1,0 +1,84 @@
+"""Every CUDA kernel compiles to PTX (sm_90) for each signature it is launched with.
+
+The simulator runs kernels as Python, so it cannot catch what only the real compiler rejects;
+`numba.cuda.compile_ptx` needs numba-cuda's toolchain wheels but no GPU.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import types
+from pathlib import Path
+
+import pytest
+from minigan.kernels import _cuda
+
+if _cuda.cuda is None:
+    pytest.skip(f"no PTX without numba-cuda: {_cuda.missing_reason()}", allow_module_level=True)
+if _cuda.SIMULATOR:
+    pytest.skip("NUMBA_ENABLE_CUDASIM=1: the simulator cannot compile to PTX",
+                allow_module_level=True)
+
+KERNELS = _cuda.all_kernels()
+KERNEL_DIR = Path(_cuda.__file__).parent
+F64_MATH = re.compile(r"^\s*(add|sub|mul|fma|div|sqrt|rcp|max|min|neg|abs)(\.\w+)*\.f64\b",
+                      re.MULTILINE)
+F64_BY_DESIGN = {"_dropout_cuda"}  # compares the exact float64 uniform with p, as the CPU twin
+
+
+@pytest.fixture(scope="module")
+def compile_ptx():
+    """compile_ptx, with device functions compiled for sm_90 too.
+
+    numba-cuda compiles a device function a kernel calls for the *current* device's compute
+    capability, which needs a GPU; here it is told the target instead.
+    """
+    from numba.cuda import dispatcher
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(dispatcher, "get_current_device",
+               lambda: types.SimpleNamespace(compute_capability=(9, 0)), raising=False)
+    yield lambda fn, sig: _cuda.cuda.compile_ptx(fn, sig, cc=(9, 0))[0]
+    mp.undo()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("info", KERNELS, ids=lambda k: k.name)
+def test_kernel_compiles_to_ptx(compile_ptx, info, dtype):
+    sig = _cuda.signatures(info)[0 if dtype == "float32" else 1]
+    ptx = compile_ptx(info.py_func, sig)
+    assert ".entry" in ptx and ".target sm_90" in ptx, f"{info.name}: no kernel entry in PTX"
+    if dtype == "float32" and info.name not in F64_BY_DESIGN:
+        f64 = F64_MATH.findall(ptx)
+        assert not f64, f"{info.name} float32 does float64 arithmetic ({len(f64)} instructions)"
+
+
+def _decorated(path: Path) -> tuple[set[str], set[str]]:
+    """Names in a kernels file decorated as CUDA kernels, and parallel CPU njit kernels."""
+    cuda_kernels, cpu_kernels = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for dec in node.decorator_list:
+            text = ast.unparse(dec)
+            if ("cuda.jit" in text and "device" not in text) or "_cuda.kernel" in text:
+                cuda_kernels.add(node.name)
+            if text.startswith("njit") and "parallel=True" in text:
+                cpu_kernels.add(node.name)
+    return cuda_kernels, cpu_kernels
+
+
+def test_registry_lists_every_kernel_and_every_cpu_kernel_has_a_cuda_twin():
+    registered = {(k.module.rsplit(".", 1)[1], k.name) for k in KERNELS}
+    defined, cpu = set(), set()
+    for path in sorted(KERNEL_DIR.glob("*.py")):
+        c, p = _decorated(path)
+        defined |= {(path.stem, n) for n in c}
+        cpu |= {(path.stem, n) for n in p}
+    assert len(registered) == len(KERNELS), "a kernel is registered twice"
+    assert defined == registered, f"defined but not registered: {defined - registered}; " \
+                                  f"registered but not found: {registered - defined}"
+    twins = {(m, n.removesuffix("_cpu") + "_cuda") for m, n in cpu}
+    assert twins <= registered, f"CPU kernels without a CUDA twin: {twins - registered}"
+    assert len(KERNELS) == len(cpu) == 12
