@@ -1,0 +1,226 @@
+"""The command line: python -m minigan train | sample | interpolate.
+
+    python -m minigan train --dataset mnist --arch dcgan --epochs 5 --out runs/mnist
+    python -m minigan train --resume runs/mnist --epochs 10
+    python -m minigan sample runs/mnist -n 64 -o digits.png
+    python -m minigan interpolate runs/mnist -o walk.gif
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"), "loss": ("bce", "hinge")}
+# flags that define the computation: fixed once a run has started
+RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
+             "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
+             "label_smoothing", "data_root")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minigan", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"minigan {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a GAN (or continue one with --resume)",
+                       description="Train a GAN and write samples, curves and checkpoints "
+                                   "to a run folder.")
+    t.add_argument("--dataset", help="mnist | mnist:test | quickdraw:CATEGORY | ellipses | "
+                                     "folder:PATH (default mnist)")
+    t.add_argument("--arch", choices=TRAIN_CHOICES["arch"], help="default dcgan")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="epochs to train (default 5)")
+    length.add_argument("--steps", type=int, help="steps to train instead of epochs")
+    t.add_argument("--batch-size", type=int, help="default: the arch's recipe (64 for dcgan)")
+    t.add_argument("--lr", type=float, help="learning rate of both nets")
+    t.add_argument("--lr-d", type=float, help="learning rate of D")
+    t.add_argument("--lr-g", type=float, help="learning rate of G")
+    t.add_argument("--beta1", type=float, help="Adam's beta1")
+    t.add_argument("--recipe", help="optimizer recipe: default, or 'tutorial' for dcgan "
+                                    "(the TensorFlow tutorial's Adam 1e-4, beta1 0.9, batch 256)")
+    t.add_argument("--seed", type=int, help="seeds everything (default 0)")
+    t.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
+    t.add_argument("--out", help="run folder (default runs/DATASET-ARCH)")
+    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start over in an existing run folder")
+    t.add_argument("--limit", type=int, help="use only the first N images")
+    t.add_argument("--image-size", type=int, help="image size for folder: and ellipses "
+                                                  "datasets (default 28)")
+    t.add_argument("--channels", type=int, choices=(1, 3), help="1 or 3, for folder: datasets")
+    t.add_argument("--flip", action="store_true", default=None,
+                   help="mirror images left-right at random")
+    t.add_argument("--z-dim", type=int, help="noise dimension (default 100)")
+    t.add_argument("--width", type=int, help="layer width multiplier (default 64, the recipes' "
+                                             "own size; smaller trains faster)")
+    t.add_argument("--loss", choices=TRAIN_CHOICES["loss"], help="default bce")
+    t.add_argument("--label-smoothing", type=float,
+                   help="one-sided: real label 1 - s for D (bce only)")
+    t.add_argument("--log-every", type=int, help="steps per line of metrics.jsonl (default 10)")
+    t.add_argument("--checkpoint-every", type=int,
+                   help="also save a checkpoint every N steps (default: every epoch)")
+    t.add_argument("--data-root", help="data folder (default $MINIGAN_DATA or the cache)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="draw images from a trained generator")
+    s.add_argument("run", help="run folder")
+    s.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    s.add_argument("-o", "--output", required=True,
+                   help=".npy (uint8 (N, H, W) or (N, H, W, 3)) or .png (a grid)")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    s.add_argument("--nrow", type=int, default=8, help="images per row in a .png grid")
+    s.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
+    i = sub.add_parser("interpolate", help="walk through the latent space between random points")
+    i.add_argument("run", help="run folder")
+    i.add_argument("-o", "--output", required=True,
+                   help=".png (one row per walk) or .gif (the walks animated)")
+    i.add_argument("--steps", type=int, default=10, help="points along each walk (default 10)")
+    i.add_argument("--rows", type=int, default=8, help="number of walks (default 8)")
+    i.add_argument("--method", choices=("slerp", "lerp"), default="slerp",
+                   help="spherical (default; stays where Gaussian noise lives) or straight")
+    i.add_argument("--seed", type=int, default=0, help="seed of the end points (default 0)")
+    i.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    return p
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "run"
+
+
+def _train(args, parser) -> int:
+    from .gan import TrainConfig, Trainer
+
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    if args.resume:
+        clash = [k for k in RUN_FLAGS if k in given] + (["out"] if args.out else [])
+        if clash or args.overwrite:
+            names = ", ".join("--" + k.replace("_", "-") for k in clash + ["overwrite"] * bool(
+                args.overwrite))
+            parser.error(f"{names} cannot be given with --resume: a resumed run keeps its "
+                         "config (only --epochs/--steps, --device, --log-every, "
+                         "--checkpoint-every and --no-progress may change)")
+        changes = {k: given[k] for k in ("device", "log_every", "checkpoint_every")
+                   if k in given}
+        if args.no_progress:
+            changes["progress"] = False
+        trainer = Trainer.resume(args.resume, epochs=args.epochs, steps=args.steps, **changes)
+    else:
+        fields = {k: given[k] for k in RUN_FLAGS + ("epochs", "steps", "device", "log_every",
+                                                     "checkpoint_every") if k in given}
+        config = TrainConfig(**fields)
+        config.out = args.out or f"runs/{_slug(config.dataset)}-{config.arch}"
+        config.progress = not args.no_progress
+        trainer = Trainer(config, overwrite=args.overwrite)
+    print(f"training {trainer.config.arch} on {trainer.config.dataset} "
+          f"({len(trainer.images)} images {trainer.image_shape}), {trainer.total_steps} steps "
+          f"({trainer.steps_per_epoch} per epoch, batch {trainer.recipe.batch_size}), "
+          f"from step {trainer.step} -> {trainer.out}")
+    summary = trainer.fit()
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"done: step {summary['step']}, epoch {summary['epoch']}, {summary['seconds']} s")
+    for key in ("samples", "gif", "curves", "metrics", "checkpoint"):
+        print(f"  {key:<10} {summary[key]}")
+
+
+def load_generator(run: str | Path, device: str = "cpu"):
+    """(G, info) from a run folder: G with the last checkpoint's weights, info from config."""
+    from .gan import build, load_checkpoint
+
+    run = Path(run)
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{run} is not a run folder (no config.json)")
+    info = json.loads(cfg_path.read_text())
+    config = info["config"]
+    G, _, _ = build(config["arch"], info["image_shape"], config["z_dim"], config["recipe"],
+                    config.get("width", 64))
+    state = load_checkpoint(run / "checkpoints" / "last.npz")
+    G.load_state_dict(state["G"])
+    G.to(device)
+    info["trained_steps"] = state["step"]
+    return G, info
+
+
+def _sample(args) -> int:
+    from . import viz
+    from .gan import generate, to_uint8
+
+    G, info = load_generator(args.run, args.device)
+    if args.n < 1:
+        raise ValueError(f"-n must be at least 1, got {args.n}")
+    z = np.random.default_rng(args.seed).standard_normal((args.n, info["config"]["z_dim"]),
+                                                         dtype=np.float32)
+    images = generate(G, z, batch_size=info["recipe"]["batch_size"], seed=args.seed)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npy":
+        np.save(out, to_uint8(images))
+    elif out.suffix.lower() == ".png":
+        viz.save_grid(images, out, nrow=args.nrow)
+    else:
+        raise ValueError(f"-o must end in .npy or .png, got {out.name}")
+    print(f"{args.n} samples from {args.run} (step {info['trained_steps']}) -> {out}")
+    return 0
+
+
+def _interpolate(args) -> int:
+    from . import viz
+    from .gan import generate, latent_walk
+
+    G, info = load_generator(args.run, args.device)
+    out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".gif"):
+        raise ValueError(f"-o must end in .png or .gif, got {out.name}")
+    z = latent_walk(args.rows, args.steps, info["config"]["z_dim"], args.seed, args.method)
+    images = generate(G, z, batch_size=info["recipe"]["batch_size"], seed=args.seed)
+    if out.suffix.lower() == ".png":
+        viz.save_grid(images, out, nrow=args.steps)
+    else:
+        walks = images.reshape(args.rows, args.steps, *images.shape[1:])
+        order = list(range(args.steps)) + list(range(args.steps - 2, 0, -1))   # there and back
+        nrow = int(np.ceil(np.sqrt(args.rows)))
+        frames = [viz.image_grid(walks[:, t], nrow=nrow) for t in order]
+        frames = [f.repeat(3, axis=0).repeat(3, axis=1) for f in frames]
+        viz.save_gif(frames, out, duration_ms=120, hold_last_ms=120)
+    print(f"{args.rows} {args.method} walks of {args.steps} steps from {args.run} -> {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from .data import DataNotFoundError
+    from .gan import NonFiniteLossError, TrainingInterrupted
+
+    try:
+        if args.command == "train":
+            return _train(args, parser)
+        if args.command == "sample":
+            return _sample(args)
+        return _interpolate(args)
+    except TrainingInterrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
+    except NonFiniteLossError as e:
+        print(f"minigan: training stopped: {e}", file=sys.stderr)
+        return 1
+    except (DataNotFoundError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"minigan: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Generator/discriminator pairs from well-known recipes, and the optimizer settings that go with
+them. Every generator maps noise (N, z_dim) to images (N, C, H, W) in [-1, 1] (tanh); every
+discriminator maps images to one logit per image, (N, 1).
+
+    G, D, recipe = build("dcgan", image_shape=(1, 28, 28))
+    opt_g, opt_d = recipe.optimizers(G, D)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+from .. import nn
+from ..optim import Adam, Optimizer, RMSprop
+
+ARCHS = ("dcgan", "atienza", "dense", "radford")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimizers and batch size for one architecture; `source` says where they come from."""
+
+    optimizer: str              # "adam" or "rmsprop"
+    lr_d: float
+    lr_g: float
+    batch_size: int = 64
+    beta1: float = 0.5          # Adam
+    beta2: float = 0.999        # Adam
+    alpha: float = 0.9          # RMSprop smoothing (Keras rho)
+    eps: float = 1e-8
+    decay_d: float = 0.0        # RMSprop Keras-style time decay of the learning rate
+    decay_g: float = 0.0
+    source: str = ""
+
+    def with_overrides(self, lr: float | None = None, lr_d: float | None = None,
+                       lr_g: float | None = None, beta1: float | None = None,
+                       batch_size: int | None = None) -> Recipe:
+        """A copy with command-line overrides; `lr` sets both learning rates."""
+        changes = {}
+        if lr is not None:
+            changes.update(lr_d=lr, lr_g=lr)
+        for key, value in (("lr_d", lr_d), ("lr_g", lr_g), ("beta1", beta1),
+                           ("batch_size", batch_size)):
+            if value is not None:
+                changes[key] = value
+        return replace(self, **changes) if changes else self
+
+    def optimizers(self, G: nn.Module, D: nn.Module) -> tuple[Optimizer, Optimizer]:
+        """(optimizer of G, optimizer of D)."""
+        if self.optimizer == "adam":
+            betas = (self.beta1, self.beta2)
+            return (Adam(G.parameters(), lr=self.lr_g, betas=betas, eps=self.eps),
+                    Adam(D.parameters(), lr=self.lr_d, betas=betas, eps=self.eps))
+        if self.optimizer == "rmsprop":
+            return (RMSprop(G.parameters(), lr=self.lr_g, alpha=self.alpha, eps=self.eps,
+                            decay=self.decay_g),
+                    RMSprop(D.parameters(), lr=self.lr_d, alpha=self.alpha, eps=self.eps,
+                            decay=self.decay_d))
+        raise ValueError(f"unknown optimizer {self.optimizer!r}: use 'adam' or 'rmsprop'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPES: dict[str, dict[str, Recipe]] = {
+    "dcgan": {
+        "default": Recipe("adam", 2e-4, 2e-4, 64, beta1=0.5,
+                          source="Radford et al. 2015 (DCGAN paper): Adam 2e-4, beta1 0.5, "
+                                 "batch 64"),
+        "tutorial": Recipe("adam", 1e-4, 1e-4, 256, beta1=0.9, eps=1e-7,
+                           source="TensorFlow DCGAN tutorial: Adam 1e-4 (Keras defaults), "
+                                  "batch 256"),
+    },
+    "atienza": {
+        "default": Recipe("rmsprop", 2e-4, 1e-4, 256, alpha=0.9, eps=1e-7, decay_d=6e-8,
+                          decay_g=3e-8,
+                          source="Atienza, 'GAN by Example using Keras': RMSprop lr 2e-4 "
+                                 "decay 6e-8 (D), lr 1e-4 decay 3e-8 (G), batch 256"),
+    },
+    "dense": {
+        "default": Recipe("adam", 2e-4, 2e-4, 64, beta1=0.5,
+                          source="MLP GAN with DCGAN optimizer settings"),
+    },
+    "radford": {
+        "default": Recipe("adam", 2e-4, 2e-4, 64, beta1=0.5,
+                          source="PyTorch DCGAN example: Adam 2e-4, beta1 0.5"),
+    },
+}
+
+
+def _check_channels(arch: str, image_shape, takes: str) -> None:
+    if image_shape[0] not in (1, 3):
+        raise ValueError(f"arch {arch!r} takes {takes}; got {tuple(image_shape)}, with "
+                         f"{image_shape[0]} channels (use 1 or 3)")
+
+
+def _quarter(arch: str, image_shape) -> tuple[int, int, int]:
+    """(C, H/4, W/4) for the 28x28-style nets: two stride-2 upsamplings from a small map."""
+    c, h, w = image_shape
+    takes = "images (C, H, W) with C in {1, 3} and H, W multiples of 4, e.g. (1, 28, 28)"
+    _check_channels(arch, image_shape, takes)
+    if h % 4 or w % 4 or h < 4 or w < 4:
+        raise ValueError(f"arch {arch!r} takes {takes}; got {tuple(image_shape)}")
+    return c, h // 4, w // 4
+
+
+def dcgan(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64) -> tuple[nn.Module,
+                                                                               nn.Module]:
+    """The TensorFlow DCGAN tutorial's MNIST nets (tensorflow.org/tutorials/generative/dcgan).
+
+    Keras 'same' padding with kernel 5 becomes padding 2 (plus output_padding 1 when upsampling
+    by 2); Keras BatchNormalization's momentum 0.99 and epsilon 1e-3 become PyTorch's momentum
+    0.01 and eps 1e-3; LeakyReLU keeps Keras's default slope 0.3; weights use Keras's
+    glorot-uniform with zero biases. `width` scales every layer (the tutorial's is 64).
+    """
+    c, h, w = _quarter("dcgan", image_shape)
+    c1, c2, c4 = width, 2 * width, 4 * width                      # 64, 128, 256
+
+    def bn(cls, n):
+        return cls(n, eps=1e-3, momentum=0.01)
+
+    G = nn.Sequential(
+        nn.Linear(z_dim, c4 * h * w, bias=False), bn(nn.BatchNorm1d, c4 * h * w),
+        nn.LeakyReLU(0.3),
+        nn.Unflatten(1, (c4, h, w)),                                       # (N, 256, 7, 7)
+        nn.ConvTranspose2d(c4, c2, 5, 1, 2, bias=False), bn(nn.BatchNorm2d, c2),
+        nn.LeakyReLU(0.3),                                                 # (N, 128, 7, 7)
+        nn.ConvTranspose2d(c2, c1, 5, 2, 2, output_padding=1, bias=False),
+        bn(nn.BatchNorm2d, c1), nn.LeakyReLU(0.3),                         # (N, 64, 14, 14)
+        nn.ConvTranspose2d(c1, c, 5, 2, 2, output_padding=1, bias=False),
+        nn.Tanh(),                                                         # (N, C, 28, 28)
+    )
+    D = nn.Sequential(
+        nn.Conv2d(c, c1, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3),      # (N, 64, 14, 14)
+        nn.Conv2d(c1, c2, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3),     # (N, 128, 7, 7)
+        nn.Flatten(),                                                      # (N, 6272)
+        nn.Linear(c2 * h * w, 1),                                          # logits (N, 1)
+    )
+    _glorot(G)
+    _glorot(D)
+    return G, D
+
+
+def atienza(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64) -> tuple[nn.Module,
+                                                                                 nn.Module]:
+    """Rowel Atienza's Keras DCGAN ('GAN by Example using Keras on Tensorflow Backend', 2017),
+    the network of the Quick, Draw! doodle study.
+
+    Keras 'same' convolutions become padding 2; Keras BatchNormalization(momentum=0.9) means
+    running = 0.9 running + 0.1 batch, which is PyTorch's momentum=0.1 (the two libraries
+    name the opposite weight). The original ends in a sigmoid for images in [0, 1]; we train in
+    [-1, 1], so tanh. Weights use Keras's glorot-uniform with zero biases. `width` scales
+    every layer (the original's is 64).
+    """
+    c, h, w = _quarter("atienza", image_shape)
+    c1, c2, c4, c8 = width, 2 * width, 4 * width, 8 * width        # 64, 128, 256, 512
+    h8, w8 = -(-h // 2), -(-w // 2)                     # 'same' stride 2 rounds up: 7 -> 4
+
+    def bn(cls, n):
+        return cls(n, eps=1e-3, momentum=0.1)
+
+    half = max(width // 2, 1)
+    G = nn.Sequential(
+        nn.Linear(z_dim, c4 * h * w), bn(nn.BatchNorm1d, c4 * h * w), nn.ReLU(),
+        nn.Unflatten(1, (c4, h, w)), nn.Dropout(0.4),                       # (N, 256, 7, 7)
+        nn.Upsample(2),                                                    # (N, 256, 14, 14)
+        nn.ConvTranspose2d(c4, c2, 5, 1, 2), bn(nn.BatchNorm2d, c2), nn.ReLU(),
+        nn.Upsample(2),                                                    # (N, 128, 28, 28)
+        nn.ConvTranspose2d(c2, c1, 5, 1, 2), bn(nn.BatchNorm2d, c1), nn.ReLU(),
+        nn.ConvTranspose2d(c1, half, 5, 1, 2), bn(nn.BatchNorm2d, half), nn.ReLU(),
+        nn.ConvTranspose2d(half, c, 5, 1, 2), nn.Tanh(),                    # (N, C, 28, 28)
+    )
+    D = nn.Sequential(
+        nn.Conv2d(c, c1, 5, 2, 2), nn.LeakyReLU(0.2), nn.Dropout(0.4),      # (N, 64, 14, 14)
+        nn.Conv2d(c1, c2, 5, 2, 2), nn.LeakyReLU(0.2), nn.Dropout(0.4),     # (N, 128, 7, 7)
+        nn.Conv2d(c2, c4, 5, 2, 2), nn.LeakyReLU(0.2), nn.Dropout(0.4),     # (N, 256, 4, 4)
+        nn.Conv2d(c4, c8, 5, 1, 2), nn.LeakyReLU(0.2), nn.Dropout(0.4),     # (N, 512, 4, 4)
+        nn.Flatten(),
+        nn.Linear(c8 * h8 * w8, 1),                                        # logits (N, 1)
+    )
+    _glorot(G)
+    _glorot(D)
+    return G, D
+
+
+def dense(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64) -> tuple[nn.Module,
+                                                                               nn.Module]:
+    """A multilayer-perceptron GAN (as in Goodfellow et al. 2014, with LeakyReLU): any size.
+
+    Hidden layers 256, 512, 1024 for the default `width` 64 (they scale with it).
+    """
+    c, h, w = image_shape
+    _check_channels("dense", image_shape, "images (C, H, W) of any size with C in {1, 3}")
+    n = c * h * w
+    h1, h2, h3 = 4 * width, 8 * width, 16 * width                  # 256, 512, 1024
+    G = nn.Sequential(
+        nn.Linear(z_dim, h1), nn.LeakyReLU(0.2),
+        nn.Linear(h1, h2), nn.LeakyReLU(0.2),
+        nn.Linear(h2, h3), nn.LeakyReLU(0.2),
+        nn.Linear(h3, n), nn.Tanh(),
+        nn.Unflatten(1, (c, h, w)),                                        # (N, C, H, W)
+    )
+    D = nn.Sequential(
+        nn.Flatten(),                                                      # (N, C*H*W)
+        nn.Linear(n, h3), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+        nn.Linear(h3, h2), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+        nn.Linear(h2, h1), nn.LeakyReLU(0.2), nn.Dropout(0.3),
+        nn.Linear(h1, 1),                                                  # logits (N, 1)
+    )
+    return G, D
+
+
+def _doublings(arch: str, image_shape) -> tuple[int, int, int]:
+    """(C, base, k) with H = W = base * 2**k, base 4 or 7, k >= 1."""
+    c, h, w = image_shape
+    takes = ("square images (C, S, S) with C in {1, 3} and S = 4*2^k or 7*2^k, k >= 1 "
+             "(8, 14, 16, 28, 32, 56, 64, 112, 128, ...)")
+    _check_channels(arch, image_shape, takes)
+    for base in (4, 7):
+        k = round(math.log2(h / base)) if h >= base else 0
+        if h == w and k >= 1 and base * 2 ** k == h:
+            return c, base, k
+    raise ValueError(f"arch {arch!r} takes {takes}; got {tuple(image_shape)}")
+
+
+def radford(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64) -> tuple[nn.Module,
+                                                                                 nn.Module]:
+    """The PyTorch DCGAN example (github.com/pytorch/examples, dcgan) after Radford et al.,
+    generalised to any square size 4*2^k or 7*2^k: stride-2 kernel-4 (transposed) convolutions,
+    BatchNorm, ReLU in G and LeakyReLU 0.2 in D, weights N(0, 0.02), BN weights N(1, 0.02).
+    `width` is the example's ngf = ndf (64); channels double per halving of size, up to 8x.
+    """
+    c, base, k = _doublings("radford", image_shape)
+    chans = [min(width * 2 ** i, width * 8) for i in range(k)]   # e.g. 28: [64, 128]
+    g_layers = [nn.Unflatten(1, (z_dim, 1, 1)),
+                nn.ConvTranspose2d(z_dim, chans[-1], base, 1, 0, bias=False),
+                nn.BatchNorm2d(chans[-1]), nn.ReLU()]          # (N, width*2^(k-1), base, base)
+    for i in range(k - 1, 0, -1):
+        g_layers += [nn.ConvTranspose2d(chans[i], chans[i - 1], 4, 2, 1, bias=False),
+                     nn.BatchNorm2d(chans[i - 1]), nn.ReLU()]  # spatial size doubles
+    g_layers += [nn.ConvTranspose2d(chans[0], c, 4, 2, 1, bias=False), nn.Tanh()]
+    d_layers = [nn.Conv2d(c, chans[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+    for i in range(1, k):
+        d_layers += [nn.Conv2d(chans[i - 1], chans[i], 4, 2, 1, bias=False),
+                     nn.BatchNorm2d(chans[i]), nn.LeakyReLU(0.2)]  # spatial size halves
+    d_layers += [nn.Conv2d(chans[-1], 1, base, 1, 0, bias=False),    # (N, 1, 1, 1)
+                 nn.Flatten()]                                      # logits (N, 1)
+    G, D = nn.Sequential(*g_layers), nn.Sequential(*d_layers)
+    for net in (G, D):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+    return G, D
+
+
+def _glorot(net: nn.Module) -> None:
+    """Keras's default initialisation: glorot-uniform kernels, zero biases."""
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+BUILDERS = {"dcgan": dcgan, "atienza": atienza, "dense": dense, "radford": radford}
+
+
+def recipe_for(arch: str, recipe: str = "default") -> Recipe:
+    """The optimizer recipe `recipe` ('default', or e.g. 'tutorial' for dcgan) of an arch."""
+    _check_arch(arch)
+    if recipe not in RECIPES[arch]:
+        raise ValueError(f"arch {arch!r} has recipes {sorted(RECIPES[arch])}, not {recipe!r}")
+    return RECIPES[arch][recipe]
+
+
+def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "default",
+          width: int = 64) -> tuple[nn.Module, nn.Module, Recipe]:
+    """(G, D, optimizer recipe) for an architecture name in ARCHS and images (C, H, W).
+
+    `width` scales the layers (64 is every recipe's own size; smaller is faster).
+    """
+    _check_arch(arch)
+    image_shape = tuple(int(s) for s in image_shape)
+    if len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), got {image_shape}")
+    if int(width) != width or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    G, D = BUILDERS[arch](image_shape, z_dim, int(width))
+    return G, D, recipe_for(arch, recipe)
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in BUILDERS:
+        raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHS)}")

@@ -1,0 +1,531 @@
+"""The GAN training loop, and everything it leaves in the run folder to show what happened.
+
+    RUN/config.json             the full config, seed, optimizer recipe and library versions
+    RUN/metrics.jsonl           one JSON line every `log_every` steps (+ one per epoch with 'fd')
+    RUN/curves.png              losses, D accuracy, D outputs and distance, redrawn every epoch
+    RUN/samples/epoch_NNN.png   the same 64 fixed noise vectors through G after every epoch
+    RUN/progress.gif            all those grids in order, refreshed every epoch
+    RUN/checkpoints/last.npz    G, D, both optimizers, random states, loader position, step
+
+A step: D descends on real images and on a batch of G(z) (detached, so G is untouched), then
+G descends on D's verdict on the same G(z). Everything random comes from one seed, and a
+checkpoint holds every random state, so a resumed run takes exactly the steps it would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, backend, manual_seed, randn, viz
+from ..data import DataLoader, load_dataset
+from .checkpoint import load_checkpoint, save_checkpoint
+from .distance import PixelFrechet
+from .losses import GANLoss, make_loss
+from .models import Recipe, build
+from .sampling import generate, to_uint8
+
+OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "progress.gif", "samples",
+           "checkpoints")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; None means 'the architecture recipe's value'."""
+
+    dataset: str = "mnist"
+    arch: str = "dcgan"
+    out: str = "runs/run"
+    epochs: int | None = None           # train this many epochs (5 when neither is given) ...
+    steps: int | None = None            # ... or this many steps
+    batch_size: int | None = None
+    lr: float | None = None             # both learning rates
+    lr_d: float | None = None
+    lr_g: float | None = None
+    beta1: float | None = None
+    recipe: str = "default"             # e.g. 'tutorial' for arch dcgan
+    seed: int = 0
+    device: str = "cpu"
+    limit: int | None = None            # keep the first N images
+    image_size: int | None = None       # for folder: and ellipses datasets (default 28)
+    channels: int = 1                   # for folder: datasets
+    flip: bool = False
+    z_dim: int = 100
+    width: int = 64                     # layer width multiplier (64: the recipes' own size)
+    loss: str = "bce"
+    label_smoothing: float = 0.0
+    log_every: int = 10                 # steps per metrics line (values are window means)
+    checkpoint_every: int = 0           # steps; 0 = at the end of every epoch only
+    fd_every: int = 1                   # epochs between pixel Frechet distances; 0 = never
+    data_root: str | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}")
+        return cls(**d)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        if self.steps is not None:
+            return int(self.steps)
+        return int(self.epochs if self.epochs is not None else 5) * steps_per_epoch
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stopped without saving the bad weights."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a whole step, and a checkpoint was saved."""
+
+    def __init__(self, message: str, checkpoint: Path):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+def versions() -> dict:
+    import numba
+
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "minigan": __version__, "platform": platform.platform()}
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _seed_for(seed: int, purpose: int) -> int:
+    """Independent streams from one seed: the loader, fixed noise, sampling noise..."""
+    return int(np.random.SeedSequence([seed, purpose]).generate_state(1)[0])
+
+
+def load_images(config: TrainConfig) -> np.ndarray:
+    """The dataset named in the config, uint8 (N, H, W) or (N, H, W, 3)."""
+    kind = config.dataset.partition(":")[0].strip().lower()
+    if config.image_size is not None and kind not in ("folder", "ellipses"):
+        raise ValueError(f"--image-size applies to folder: and ellipses datasets; "
+                         f"{config.dataset!r} has a fixed size (28x28)")
+    return load_dataset(config.dataset, root=config.data_root, limit=config.limit,
+                        size=config.image_size or 28, channels=config.channels)
+
+
+class Trainer:
+    """Build everything a run needs from a TrainConfig; `fit()` trains and writes RUN/.
+
+    `images` (uint8) replaces loading `config.dataset`; `loss` replaces `config.loss`;
+    `callbacks` are called as fn(trainer, stats) after every step.
+    """
+
+    def __init__(self, config: TrainConfig, images: np.ndarray | None = None,
+                 loss: GANLoss | None = None, callbacks=(), overwrite: bool = False,
+                 _resuming: bool = False):
+        self.config = config
+        self.out = Path(config.out)
+        if not _resuming:
+            _prepare_out(self.out, overwrite)
+        self.device = backend.check_device(config.device)
+        self.images = load_images(config) if images is None else images
+        if self.images.ndim not in (3, 4):
+            raise ValueError(f"images must be (N, H, W) or (N, H, W, 3), got {self.images.shape}")
+        h, w = self.images.shape[1:3]
+        self.image_shape = (1 if self.images.ndim == 3 else self.images.shape[3], h, w)
+
+        manual_seed(config.seed)
+        self.G, self.D, base = build(config.arch, self.image_shape, config.z_dim, config.recipe,
+                                     config.width)
+        self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
+                                                  config.beta1, config.batch_size)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        self.opt_g, self.opt_d = self.recipe.optimizers(self.G, self.D)
+        self.loss = loss if loss is not None else make_loss(
+            config.loss, **({"label_smoothing": config.label_smoothing}
+                            if config.loss == "bce" else {}))
+        self.loader = DataLoader(self.images, self.recipe.batch_size, shuffle=True,
+                                 drop_last=True, flip=config.flip,
+                                 seed=_seed_for(config.seed, 1), device=self.device)
+        self.fixed_noise = np.random.default_rng(_seed_for(config.seed, 2)).standard_normal(
+            (64, config.z_dim), dtype=np.float32)
+        self.callbacks = list(callbacks)
+        self.step = 0
+        self.epochs_drawn = 0            # epochs whose grid has been saved
+        self.elapsed = 0.0               # training seconds before this session
+        self.records: list[dict] = []
+        self._window: dict[str, float] = {}
+        self._window_n = 0
+        self._distance = None
+        self._stop_requested = False
+        self._consistent = True
+        self._saved_step = None
+        self._last_grid: tuple[int, Path] | None = None
+        self._t0: float | None = None
+
+    # ---- state -------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return self.loader.epoch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.total_steps(self.steps_per_epoch)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoints" / "last.npz"
+
+    def state_dict(self) -> dict:
+        return {"format": 1, "step": self.step, "epoch": self.epoch,
+                "epochs_drawn": self.epochs_drawn, "elapsed": self._seconds(),
+                "G": dict(self.G.state_dict()), "D": dict(self.D.state_dict()),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "rng": backend.rng.get_state(), "loader": self.loader.state_dict(),
+                "fixed_noise": self.fixed_noise, "config": asdict(self.config),
+                "window": {"n": self._window_n, "sums": dict(self._window)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        backend.rng.set_state(state["rng"])
+        self.loader.load_state_dict(state["loader"])
+        self.fixed_noise = np.asarray(state["fixed_noise"], np.float32)
+        self.step, self.epochs_drawn = int(state["step"]), int(state["epochs_drawn"])
+        self.elapsed = float(state["elapsed"])
+        self._window_n = int(state["window"]["n"])
+        self._window = {k: float(v) for k, v in state["window"]["sums"].items()}
+        self._saved_step = self.step
+
+    def save_checkpoint(self) -> Path:
+        """Write RUN/checkpoints/last.npz (atomically), refusing non-finite weights."""
+        for name, net in (("G", self.G), ("D", self.D)):
+            for pname, p in net.named_parameters():
+                if not np.isfinite(backend.to_numpy(p.data)).all():
+                    raise NonFiniteLossError(
+                        f"{name}.{pname} holds non-finite values at step {self.step}; not "
+                        f"saving, so {self.checkpoint_path} keeps the last good weights")
+        path = save_checkpoint(self.checkpoint_path, self.state_dict())
+        self._saved_step = self.step
+        return path
+
+    @classmethod
+    def resume(cls, run: str | os.PathLike, epochs: int | None = None,
+               steps: int | None = None, images: np.ndarray | None = None,
+               loss: GANLoss | None = None, callbacks=(), **changes) -> Trainer:
+        """Rebuild a run from RUN/config.json and RUN/checkpoints/last.npz.
+
+        `epochs` or `steps` set a new length (e.g. to train longer); `changes` may set other
+        config fields that do not alter the computation (progress, log_every, device).
+        """
+        run = Path(run)
+        cfg_path, ckpt = run / "config.json", run / "checkpoints" / "last.npz"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{run} is not a run folder (no config.json); start a run "
+                                    "with: python -m minigan train --out RUN ...")
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{run} has no checkpoint ({ckpt}) to resume from; start "
+                                    "it again with --overwrite")
+        saved = json.loads(cfg_path.read_text())
+        config = TrainConfig.from_dict(saved["config"])
+        config.out = str(run)
+        if epochs is not None:
+            config.epochs, config.steps = int(epochs), None
+        if steps is not None:
+            config.steps = int(steps)
+        for key, value in changes.items():
+            if key not in ("progress", "log_every", "device", "checkpoint_every", "fd_every"):
+                raise ValueError(f"cannot change {key!r} when resuming: it would change the "
+                                 "computation")
+            setattr(config, key, value)
+        trainer = cls(config, images=images, loss=loss, callbacks=callbacks, _resuming=True)
+        trainer.load_state_dict(load_checkpoint(ckpt))
+        trainer.records = _read_records(run / "metrics.jsonl", trainer.step)
+        return trainer
+
+    # ---- one step ----------------------------------------------------------------------
+    def train_step(self, real) -> dict:
+        """One D update and one G update on a batch of real images (B, C, H, W)."""
+        G, D = self.G, self.D
+        z = randn(real.shape[0], self.config.z_dim, device=self.device)
+        fake = G(z)                                                 # (B, C, H, W)
+
+        self.opt_d.zero_grad()
+        real_logits = D(real)                                       # (B, 1)
+        fake_logits = D(fake.detach())                              # (B, 1)
+        loss_d = self.loss.d_loss(real_logits, fake_logits)
+        penalty = self.loss.penalty(D, real, fake.detach())
+        if penalty is not None:
+            loss_d = loss_d + penalty
+        stats = {"loss_d": loss_d.item()}
+        self._check_finite("loss_d", stats["loss_d"])
+        loss_d.backward()
+        self.opt_d.step()
+
+        d_params = list(D.parameters())
+        for p in d_params:                  # G's step needs gradients through D, not of D
+            p.requires_grad = False
+        try:
+            self.opt_g.zero_grad()
+            loss_g = self.loss.g_loss(D(fake))
+            stats["loss_g"] = loss_g.item()
+            self._check_finite("loss_g", stats["loss_g"])
+            loss_g.backward()
+        finally:
+            for p in d_params:
+                p.requires_grad = True
+        self.opt_g.step()
+
+        r = backend.to_numpy(real_logits.data).astype(np.float64)
+        f = backend.to_numpy(fake_logits.data).astype(np.float64)
+        stats.update(acc_real=float(np.mean(r > 0)), acc_fake=float(np.mean(f < 0)),
+                     d_x=float(np.mean(_sigmoid(r))), d_g_z=float(np.mean(_sigmoid(f))))
+        return stats
+
+    def _check_finite(self, name: str, value: float) -> None:
+        if math.isfinite(value):
+            return
+        kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept"
+                if self.checkpoint_path.is_file() else "no checkpoint had been written yet")
+        raise NonFiniteLossError(
+            f"{name} became {value} at step {self.step + 1} (epoch {self.epoch + 1}); training "
+            f"stopped and {kept}. Try a lower learning rate (--lr), another --seed, or "
+            "--label-smoothing 0.1")
+
+    # ---- the loop ----------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train to `total_steps`, writing the run folder; returns a short summary."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        self._t0 = time.perf_counter()
+        total = self.total_steps
+        if self.step >= total:
+            print(f"{self.out} already finished at step {self.step} of {total}; pass a larger "
+                  "--epochs or --steps with --resume to train longer")
+            return self.summary()
+        bar = _progress_bar(total, self.step, self.config.progress)
+        old_handler = self._install_sigint()
+        try:
+            if self.epoch > self.epochs_drawn:   # stopped between an epoch and its grid
+                self._end_of_epoch()
+            while self.step < total:
+                self._consistent = False
+                it = iter(self.loader)
+                for real in it:
+                    stats = self.train_step(real)
+                    self.step += 1
+                    self._consistent = True
+                    self._after_step(stats, bar)
+                    if self._stop_requested:
+                        raise KeyboardInterrupt
+                    if self.step >= total:
+                        break
+                    self._consistent = False
+                self._consistent = True
+                if self.epoch > self.epochs_drawn:
+                    self._end_of_epoch()
+            if self._window_n:
+                self._log()
+            if self._last_grid is None or self._last_grid[0] != self.step:
+                self._draw(f"step_{self.step:07d}.png")
+                self._refresh_pictures()
+            if self._saved_step != self.step:
+                self.save_checkpoint()
+        except KeyboardInterrupt:
+            bar.close()
+            if not self._consistent:
+                print(f"interrupted in the middle of a step: {self.checkpoint_path} is left as "
+                      "it was", file=sys.stderr)
+                raise
+            path = self.save_checkpoint()
+            raise TrainingInterrupted(
+                f"interrupted at step {self.step}; checkpoint saved to {path}. Continue with: "
+                f"python -m minigan train --resume {self.out}", path) from None
+        finally:
+            bar.close()
+            self._restore_sigint(old_handler)
+        return self.summary()
+
+    def summary(self) -> dict:
+        return {"run": str(self.out), "step": self.step, "epoch": self.epoch,
+                "seconds": round(self._seconds(), 1), "checkpoint": str(self.checkpoint_path),
+                "samples": str(self.out / "samples"), "gif": str(self.out / "progress.gif"),
+                "curves": str(self.out / "curves.png"), "metrics": str(self.out / "metrics.jsonl")}
+
+    def _after_step(self, stats: dict, bar) -> None:
+        for k, v in stats.items():
+            self._window[k] = self._window.get(k, 0.0) + v
+        self._window_n += 1
+        bar.update(1)
+        epoch = (self.step - 1) // self.steps_per_epoch + 1
+        bar.set_postfix_str(f"epoch {epoch} D {stats['loss_d']:.3f} "
+                            f"G {stats['loss_g']:.3f} D(x) {stats['d_x']:.2f} "
+                            f"D(G(z)) {stats['d_g_z']:.2f}", refresh=False)
+        if self.step % self.config.log_every == 0:
+            self._log()
+        if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+            self.save_checkpoint()
+        for fn in self.callbacks:
+            fn(self, stats)
+
+    def _log(self, **extra) -> None:
+        record = {"step": self.step, "epoch": self.epoch + self.loader._batch /
+                  self.steps_per_epoch}
+        n = self._window_n
+        if n:
+            record.update({k: v / n for k, v in self._window.items()})
+        record.update(extra)
+        record["seconds"] = round(self._seconds(), 3)
+        self._window, self._window_n = {}, 0
+        self.records.append(record)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _end_of_epoch(self) -> None:
+        self._draw(f"epoch_{self.epoch:03d}.png")
+        self.epochs_drawn = self.epoch
+        every = self.config.fd_every
+        if every and self.epoch % every == 0:
+            self._log(fd=round(self.frechet_distance(), 4))
+        self._refresh_pictures()
+        self.save_checkpoint()
+
+    def frechet_distance(self, n: int = 512) -> float:
+        """Pixel-PCA Frechet distance from n samples of G to the training images."""
+        if self._distance is None:
+            self._distance = PixelFrechet(self.images, seed=self.config.seed)
+        z = np.random.default_rng(_seed_for(self.config.seed, 3)).standard_normal(
+            (n, self.config.z_dim), dtype=np.float32)
+        return self._distance.distance(to_uint8(self.sample(z)))
+
+    def sample(self, z) -> np.ndarray:
+        """G(z) as float (N, C, H, W) in [-1, 1], without side effects (see sampling.py)."""
+        return generate(self.G, z, batch_size=self.recipe.batch_size,
+                        seed=_seed_for(self.config.seed, 4))
+
+    def _draw(self, name: str) -> Path:
+        path = viz.save_grid(self.sample(self.fixed_noise), self.out / "samples" / name, nrow=8)
+        self._last_grid = (self.step, path)
+        return path
+
+    def _refresh_pictures(self) -> None:
+        grids = sorted((self.out / "samples").glob("epoch_*.png"))
+        extra = sorted((self.out / "samples").glob("step_*.png"))
+        frames = grids + extra[-1:]
+        if frames:
+            viz.save_gif(frames, self.out / "progress.gif", duration_ms=300)
+        if self.records:
+            viz.plot_curves(self.records, self.out / "curves.png",
+                            title=f"{self.config.arch} on {self.config.dataset}")
+
+    def _seconds(self) -> float:
+        t0 = getattr(self, "_t0", None)
+        return self.elapsed + (time.perf_counter() - t0 if t0 is not None else 0.0)
+
+    def _write_config(self) -> None:
+        path = self.out / "config.json"
+        history = []
+        if path.is_file():
+            history = json.loads(path.read_text()).get("sessions", [])
+        history.append({"started_at_step": self.step, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                        "argv": sys.argv})
+        doc = {"config": asdict(self.config), "seed": self.config.seed,
+               "recipe": self.recipe.to_dict(), "loss": self.loss.config(),
+               "image_shape": list(self.image_shape), "num_images": len(self.images),
+               "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+               "versions": versions(), "sessions": history}
+        _write_text(path, json.dumps(doc, indent=2) + "\n")
+
+    # ---- Ctrl-C ------------------------------------------------------------------------
+    def _install_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            print("\nCtrl-C: stopping after this step and saving a checkpoint "
+                  "(press again to stop at once without saving)", file=sys.stderr)
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _restore_sigint(self, old) -> None:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", disable=not enabled,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write into an existing non-empty run folder unless asked to overwrite."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} already exists and is not empty: continue it with "
+                              f"--resume {out}, start it over with --overwrite, or choose "
+                              "another --out")
+    for name in OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _read_records(path: Path, upto_step: int) -> list[dict]:
+    """Metric lines up to a checkpoint's step; later ones (from after it) are dropped."""
+    if not path.is_file():
+        return []
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= upto_step:
+            keep.append(record)
+    _write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+    return keep
+
+
+def train(config: TrainConfig | None = None, overwrite: bool = False, **options) -> dict:
+    """Train a new run: train(dataset='ellipses', arch='dcgan', epochs=2, out='runs/e')."""
+    return Trainer(config or TrainConfig(**options), overwrite=overwrite).fit()
+
+
+__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "TrainingInterrupted", "load_images",
+           "train", "versions"]

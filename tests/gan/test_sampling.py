@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+import minigan
+from minigan import backend
+from minigan.gan import build, generate, latent_walk, lerp, slerp
+
+
+def _net():
+    minigan.manual_seed(1)
+    G, _, _ = build("atienza", (1, 8, 8), z_dim=8, width=4)   # BatchNorm and Dropout in G
+    return G
+
+
+def test_generate_leaves_the_generator_and_the_random_state_alone():
+    G = _net()
+    before = {k: v.copy() for k, v in G.state_dict().items()}
+    rng_before = backend.rng.get_state()
+    z = np.random.default_rng(0).standard_normal((5, 8), dtype=np.float32)
+    x = generate(G, z, batch_size=16)
+    assert x.shape == (5, 1, 8, 8) and x.dtype == np.float32
+    after = G.state_dict()
+    for k, v in before.items():
+        assert np.array_equal(v, after[k]), f"generate changed {k}"
+    assert backend.rng.get_state() == rng_before
+    assert all(m.training for m in G.modules())
+
+
+def test_each_image_depends_only_on_its_own_noise():
+    G = _net()
+    z = np.random.default_rng(0).standard_normal((20, 8), dtype=np.float32)
+    all_at_once = generate(G, z, batch_size=16)
+    one = generate(G, z[7:8], batch_size=16)
+    np.testing.assert_allclose(one[0], all_at_once[7], atol=1e-6)
+    np.testing.assert_array_equal(generate(G, z, batch_size=16), all_at_once)
+
+
+def test_slerp_keeps_the_norm_of_gaussian_noise_and_lerp_does_not():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 100))
+    mid_s, mid_l = slerp(a, b, 0.5), lerp(a, b, 0.5)
+    norm = (np.linalg.norm(a) + np.linalg.norm(b)) / 2
+    assert abs(np.linalg.norm(mid_s) - norm) / norm < 0.05
+    assert np.linalg.norm(mid_l) < 0.8 * norm           # the chord cuts through the inside
+    np.testing.assert_allclose(slerp(a, b, 0.0), a, atol=1e-12)
+    np.testing.assert_allclose(slerp(a, b, 1.0), b, atol=1e-12)
+    np.testing.assert_allclose(slerp(a, a, 0.3), a, atol=1e-12)
+
+
+def test_latent_walk_rows_go_from_one_point_to_another():
+    z = latent_walk(3, 5, 8, seed=2)
+    assert z.shape == (15, 8) and z.dtype == np.float32
+    walks = z.reshape(3, 5, 8)
+    assert not np.allclose(walks[:, 0], walks[:, -1])
+    np.testing.assert_array_equal(z, latent_walk(3, 5, 8, seed=2))
+    with pytest.raises(ValueError, match="slerp"):
+        latent_walk(3, 5, 8, method="cubic")
