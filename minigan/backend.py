@@ -33,11 +33,19 @@ def _load_cupy():
                        "'minigan[cuda13]' to match your CUDA driver")
     except Exception as e:  # driver missing, no device, driver too old ...
         _cupy_error = f"cupy is installed but CUDA does not work here: {e}"
+    if _cupy is not None:  # the GPU kernels need numba-cuda, and not its simulator
+        from .kernels import _cuda
+
+        reason = _cuda.missing_reason()
+        if reason is None and _cuda.SIMULATOR:
+            reason = "NUMBA_ENABLE_CUDASIM=1 is set, and the simulator cannot run on CuPy arrays"
+        if reason is not None:
+            _cupy, _cupy_error = None, reason
     return _cupy
 
 
 def cuda_available() -> bool:
-    """True when cupy imports and a GPU answers."""
+    """True when cupy imports, a GPU answers and numba-cuda can launch kernels on it."""
     return _load_cupy() is not None
 
 

@@ -270,6 +270,25 @@ def test_asking_for_cuda_without_it_gives_one_line_reason():
         assert "\n" not in msg and "cuda" in msg and backend.cuda_unavailable_reason() in msg
 
 
+def test_cuda_needs_numba_cuda_and_not_the_simulator(monkeypatch):
+    """With a working cupy, cuda is still refused (with the reason) when kernels cannot run."""
+    import types
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    fake.zeros = lambda n: None
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    for cuda_mod, sim, expect in ((None, False, "numba-cuda is not installed"),
+                                  (_cuda.cuda, True, "NUMBA_ENABLE_CUDASIM=1")):
+        monkeypatch.setattr(backend, "_cupy", None)
+        monkeypatch.setattr(backend, "_cupy_error", None)
+        monkeypatch.setattr(_cuda, "cuda", cuda_mod)
+        monkeypatch.setattr(_cuda, "SIMULATOR", sim)
+        assert not backend.cuda_available()
+        with pytest.raises(RuntimeError, match=expect):
+            minigan.tensor([1.0], device="cuda")
+
+
 # ---- on a GPU: the functional ops, optimizers and a training step, through CuPy
 
 
