@@ -95,7 +95,10 @@ def all_kernels() -> list[KernelInfo]:
 
 
 def device(fn):
-    """A device function shared by kernels (`cuda.jit(device=True)`); plain Python without CUDA."""
+    """A device function shared by kernels (`cuda.jit(device=True)`); plain Python without CUDA.
+
+    numba-cuda compiles it for the current GPU when a kernel calling it is compiled.
+    """
     return cuda.jit(device=True)(fn) if cuda is not None else fn
 
 
@@ -121,8 +124,8 @@ _streams: dict = {}
 
 
 def stream_for(a):
-    """The numba stream for a launch on array `a`: CuPy's current stream (0 for NumPy arrays,
-    which only the simulator takes)."""
+    """The numba stream for a launch on array `a`: CuPy's current stream for a CuPy array, 0
+    for a NumPy array (the simulator, or tests letting numba copy to the GPU and back)."""
     if not backend.is_cuda_array(a):
         return 0
     ptr = backend.current_stream_ptr()
