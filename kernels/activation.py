@@ -27,7 +27,7 @@ def _leaky_relu_grad_cpu(x, gy, slope, gx):
 
 @on_device
 def leaky_relu(x, slope: float):
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
     y = np.empty_like(x)
     _leaky_relu_cpu(x.reshape(-1), x.dtype.type(slope), y.reshape(-1))
     return y
@@ -36,7 +36,7 @@ def leaky_relu(x, slope: float):
 @on_device
 def leaky_relu_grad(x, gy, slope: float):
     """gy where x > 0, slope * gy elsewhere."""
-    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    x, gy = np.ascontiguousarray(x).reshape(x.shape), np.ascontiguousarray(gy).reshape(gy.shape)
     gx = np.empty_like(gy)
     _leaky_relu_grad_cpu(x.reshape(-1), gy.reshape(-1), gy.dtype.type(slope), gx.reshape(-1))
     return gx

@@ -41,7 +41,7 @@ def _dropout_cpu(x, p, scale, key, y, mask):
 @on_device
 def dropout(x, p: float, key: int):
     """y = x * mask, mask = 1/(1-p) with probability 1-p else 0; returns (y, mask)."""
-    x = np.ascontiguousarray(x)
+    x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
     y = np.empty_like(x)
     mask = np.empty_like(x)
     _dropout_cpu(x.reshape(-1), p, x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),

@@ -37,10 +37,10 @@ def _bce_with_logits_grad_cpu(z, t, gl, gz):
 
 
 def _same(z, *others):
-    """z and others as C-contiguous arrays of z's dtype."""
+    """z and others as C-contiguous arrays of z's dtype and shape (0-d stays 0-d)."""
     xp = backend.array_module(z)
-    z = xp.ascontiguousarray(z)
-    return (z,) + tuple(xp.ascontiguousarray(a, dtype=z.dtype) for a in others)
+    z = xp.ascontiguousarray(z).reshape(z.shape)
+    return (z,) + tuple(xp.ascontiguousarray(a, dtype=z.dtype).reshape(z.shape) for a in others)
 
 
 @on_device
