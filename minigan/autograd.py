@@ -228,6 +228,9 @@ def _backprop(outputs, grad_outputs, inputs, retain_graph, create_graph, partial
             gxs = gxs if isinstance(gxs, tuple) else (gxs,)
             for x, need, gx in zip(f.inputs, f.needs_input_grad, gxs):
                 if need and gx is not None:
+                    if gx.shape != x.shape:
+                        raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of "
+                                           f"shape {gx.shape} for an input of shape {x.shape}")
                     _accumulate(grads, _key(x), as_tensor(gx))
                     if x.creator is None:
                         leaves[id(x)] = x
