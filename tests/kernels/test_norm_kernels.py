@@ -1,0 +1,85 @@
+"""The batchnorm kernels against NumPy two-pass statistics and the closed-form backward."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from minigan.kernels import norm as K
+from minigan.kernels._dispatch import PARALLEL_MIN_SIZE
+
+from minigan import backend
+from minigan.testing import assert_close, devices
+
+
+def forward_np(x, gamma, beta, eps):
+    """Two passes in float64: the mean, then the mean squared deviation."""
+    x = x.astype(np.float64)
+    mean = x.mean(axis=(0, 2))
+    var = ((x - mean[None, :, None]) ** 2).mean(axis=(0, 2))
+    invstd = 1 / np.sqrt(var + eps)
+    y = (x - mean[None, :, None]) * (gamma * invstd)[None, :, None] + beta[None, :, None]
+    return y, mean, invstd
+
+
+def backward_np(x, gy, gamma, eps):
+    _, mean, invstd = forward_np(x, gamma, np.zeros_like(gamma), eps)
+    xhat = (x - mean[None, :, None]) * invstd[None, :, None]
+    m = x.shape[0] * x.shape[2]
+    gbeta, ggamma = gy.sum(axis=(0, 2)), (gy * xhat).sum(axis=(0, 2))
+    gx = (gamma * invstd)[None, :, None] / m * (m * gy - gbeta[None, :, None]
+                                                - xhat * ggamma[None, :, None])
+    return gx, ggamma, gbeta
+
+
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+@pytest.mark.parametrize("device", devices())
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 5),
+       st.sampled_from([np.float32, np.float64]), st.sampled_from([1e-5, 0.1]))
+def test_forward_and_backward_against_numpy(device, n, c, length, dtype, eps):
+    if n * length < 2:
+        n = 2
+    gen = np.random.default_rng(0)
+    x = (gen.standard_normal((n, c, length)) * 2 + 3).astype(dtype)
+    gamma, beta = gen.standard_normal(c).astype(dtype), gen.standard_normal(c).astype(dtype)
+    gy = gen.standard_normal(x.shape).astype(dtype)
+    d = [backend.to_device(a, device) for a in (x, gamma, beta, gy)]
+    y, mean, invstd = K.batch_norm_forward(d[0], d[1], d[2], eps)
+    assert y.dtype == mean.dtype == invstd.dtype == dtype
+    for got, want, what in zip((y, mean, invstd), forward_np(x, gamma, beta, eps),
+                               ("y", "mean", "invstd")):
+        assert_close(got, want, TOL[dtype], TOL[dtype], f"batch_norm_forward {what} {x.shape}")
+    grads = K.batch_norm_backward(d[0], d[3], mean, invstd, d[1])
+    for got, want, what in zip(grads, backward_np(x, gy, gamma, eps), ("gx", "ggamma", "gbeta")):
+        tol = TOL[dtype] * 10  # sums over the batch of O(1) products
+        assert_close(got, want, tol, tol, f"batch_norm_backward {what} {x.shape}")
+
+
+def test_two_pass_variance_survives_a_large_mean_in_float32():
+    """mean 1e4, spread 1e-2: E[x^2] - E[x]^2 in float32 loses every digit; two passes do not."""
+    gen = np.random.default_rng(1)
+    x = (1e4 + 1e-2 * gen.standard_normal((64, 2, 16))).astype(np.float32)
+    _, mean, invstd = K.batch_norm_forward(x, np.ones(2, np.float32), np.zeros(2, np.float32),
+                                           0.0)
+    _, mean_ref, invstd_ref = forward_np(x, np.ones(2), np.zeros(2), 0.0)
+    assert_close(mean, mean_ref, 1e-6, 0, "mean")
+    assert_close(invstd, invstd_ref, 1e-3, 0, "1/std with a mean 1e6 times the spread")
+
+
+def test_non_contiguous_input_and_parallel_path():
+    gen = np.random.default_rng(2)
+    x = gen.standard_normal((16, 3, 1024))[:, :, ::2]  # a strided view
+    assert not x.flags.c_contiguous
+    gamma, beta = gen.standard_normal(3), gen.standard_normal(3)
+    y, mean, invstd = K.batch_norm_forward(x, gamma, beta, 1e-5)
+    for got, want in zip((y, mean, invstd), forward_np(x, gamma, beta, 1e-5)):
+        assert_close(got, want, 1e-12, 1e-12, "strided input")
+    big = gen.standard_normal((32, 4, 512))
+    assert big.size >= PARALLEL_MIN_SIZE
+    gy = gen.standard_normal(big.shape)
+    y, mean, invstd = K.batch_norm_forward(big, np.ones(4), np.zeros(4), 1e-5)
+    assert_close(y, forward_np(big, np.ones(4), np.zeros(4), 1e-5)[0], 1e-12, 1e-12, "parallel")
+    gx = K.batch_norm_backward(big, gy, mean, invstd, np.ones(4))[0]
+    assert_close(gx, backward_np(big, gy, np.ones(4), 1e-5)[0], 1e-10, 1e-12, "parallel grad")
