@@ -23,6 +23,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: {k} must be >= 0, got {v}")
         self.defaults = defaults
         self.step_count = 0
+        self.param_steps = [0] * len(self.params)  # steps each parameter took (PyTorch's 'step')
         self.state: list[dict] = [{} for _ in self.params]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -47,14 +48,17 @@ class Optimizer:
                 continue
             if not p.data.flags.c_contiguous:
                 raise ValueError(f"{type(self).__name__}: parameter {i} is not contiguous")
-            self._update(p.data, p.grad.data, *self._buffers(i, p))
+            self.param_steps[i] += 1
+            self._update(p.data, p.grad.data, *self._buffers(i, p), t=self.param_steps[i])
 
-    def _update(self, p, g, *buffers) -> None:
+    def _update(self, p, g, *buffers, t: int) -> None:
+        """Update one parameter in place; t counts the steps in which it had a gradient."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
         """Hyper-parameters, step count and host copies of every state array."""
         return {"defaults": dict(self.defaults), "step_count": self.step_count,
+                "param_steps": list(self.param_steps),
                 "state": [{k: backend.to_numpy(v).copy() for k, v in st.items()}
                           for st in self.state]}
 
@@ -64,6 +68,8 @@ class Optimizer:
                              f"{len(sd['state'])} parameters, this optimizer {len(self.params)}")
         self.defaults.update(sd["defaults"])
         self.step_count = int(sd["step_count"])
+        self.param_steps = [int(k) for k in sd.get("param_steps",
+                                                   [self.step_count] * len(self.params))]
         for i, (p, st) in enumerate(zip(self.params, sd["state"])):
             for k, v in st.items():
                 if tuple(v.shape) != tuple(p.shape):
@@ -89,10 +95,10 @@ class SGD(Optimizer):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov)
 
-    def _update(self, p, g, buf):
+    def _update(self, p, g, buf, t):
         d = self.defaults
         K.sgd_update(p, g, buf, d["lr"], d["momentum"], d["dampening"], d["weight_decay"],
-                     d["nesterov"], self.step_count == 1)
+                     d["nesterov"], t == 1)
 
 
 class Adam(Optimizer):
@@ -102,10 +108,9 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0):
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
-    def _update(self, p, g, m, v):
+    def _update(self, p, g, m, v, t):
         d = self.defaults
         b1, b2 = d["betas"]
-        t = self.step_count
         K.adam_update(p, g, m, v, d["lr"], b1, b2, d["eps"], d["weight_decay"], 1 - b1 ** t,
                       1 - b2 ** t)
 
@@ -124,6 +129,6 @@ class RMSprop(Optimizer):
         d = self.defaults
         return d["lr"] / (1.0 + d["decay"] * (self.step_count - 1))
 
-    def _update(self, p, g, sq):
+    def _update(self, p, g, sq, t):
         d = self.defaults
         K.rmsprop_update(p, g, sq, self.current_lr(), d["alpha"], d["eps"], d["weight_decay"])
