@@ -1,0 +1,194 @@
+"""SGD, Adam and RMSprop over several iterations against hand-written NumPy loops (PyTorch's
+update rules; RMSprop's `decay` as Keras: lr / (1 + decay * iterations)); state_dict round trip.
+"""
+
+import numpy as np
+import pytest
+
+import minigan as mg
+from minigan import nn
+from minigan.optim import SGD, Adam, RMSprop
+from minigan.testing import assert_close
+
+STEPS = 6
+
+
+def grads_for(step, shape):
+    return np.random.default_rng(100 + step).standard_normal(shape)
+
+
+def run_minigan(opt_cls, kwargs, p0, skip=()):
+    """STEPS steps on one float64 parameter; no gradient (so no update) at the steps in skip."""
+    p = nn.Parameter(p0.copy())
+    opt = opt_cls([p], **kwargs)
+    for t in range(STEPS):
+        p.grad = None if t in skip else mg.tensor(grads_for(t, p0.shape))
+        opt.step()
+    return p.numpy()
+
+
+def sgd_ref(p, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, skip=()):
+    buf = None
+    for t in range(STEPS):
+        if t in skip:
+            continue
+        g = grads_for(t, p.shape) + weight_decay * p
+        if momentum:
+            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+    return p
+
+
+def adam_ref(p, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, skip=()):
+    (b1, b2), m, v, k = betas, np.zeros_like(p), np.zeros_like(p), 0
+    for t in range(STEPS):
+        if t in skip:
+            continue
+        k += 1  # this parameter's own step count, as PyTorch keeps it
+        g = grads_for(t, p.shape) + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        p = p - lr / (1 - b1 ** k) * m / (np.sqrt(v) / np.sqrt(1 - b2 ** k) + eps)
+    return p
+
+
+def rmsprop_ref(p, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, decay=0.0, skip=()):
+    sq = np.zeros_like(p)
+    for t in range(STEPS):  # t = the optimizer's iterations before this step (Keras)
+        if t in skip:
+            continue
+        g = grads_for(t, p.shape) + weight_decay * p
+        sq = alpha * sq + (1 - alpha) * g * g
+        p = p - lr / (1 + decay * t) * g / (np.sqrt(sq) + eps)
+    return p
+
+
+CASES = [
+    (SGD, sgd_ref, {"lr": 0.1}),
+    (SGD, sgd_ref, {"lr": 0.1, "momentum": 0.9}),
+    (SGD, sgd_ref, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    (SGD, sgd_ref, {"lr": 0.05, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.1}),
+    (Adam, adam_ref, {"lr": 0.01}),
+    (Adam, adam_ref, {"lr": 2e-4, "betas": (0.5, 0.999), "weight_decay": 0.05}),
+    (RMSprop, rmsprop_ref, {"lr": 0.01}),
+    (RMSprop, rmsprop_ref, {"lr": 0.01, "alpha": 0.9, "weight_decay": 0.1, "decay": 0.5}),
+]
+
+
+def case_id(c):
+    return f"{c[0].__name__}{c[2]}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_several_steps_against_numpy(case):
+    opt_cls, ref, kwargs = case
+    p0 = np.random.default_rng(0).standard_normal((3, 4))
+    assert_close(run_minigan(opt_cls, kwargs, p0), ref(p0, **kwargs), 1e-12, 1e-14,
+                 f"{opt_cls.__name__}({kwargs}) after {STEPS} steps")
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_a_parameter_without_gradient_is_left_alone(case):
+    """Steps with grad None change nothing; later steps go on as PyTorch's would."""
+    opt_cls, ref, kwargs = case
+    p0 = np.random.default_rng(1).standard_normal(5)
+    skip = (0, 3)
+    assert_close(run_minigan(opt_cls, kwargs, p0, skip), ref(p0, **kwargs, skip=skip), 1e-12,
+                 1e-14, f"{opt_cls.__name__}({kwargs}) skipping steps {skip}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_state_dict_round_trip(case):
+    """3 steps, save, 3 more == 3 steps, load into a fresh optimizer, 3 more."""
+    opt_cls, _, kwargs = case
+    p0 = np.random.default_rng(2).standard_normal((2, 3))
+    a = nn.Parameter(p0.copy())
+    opt_a = opt_cls([a], **kwargs)
+    for t in range(3):
+        a.grad = mg.tensor(grads_for(t, p0.shape))
+        opt_a.step()
+    sd, mid = opt_a.state_dict(), a.numpy()
+    for t in range(3, 6):
+        a.grad = mg.tensor(grads_for(t, p0.shape))
+        opt_a.step()
+    b = nn.Parameter(mid.copy())
+    opt_b = opt_cls([b], lr=123.0)  # hyper-parameters come from the state dict
+    opt_b.load_state_dict(sd)
+    assert opt_b.defaults == opt_a.defaults
+    for t in range(3, 6):
+        b.grad = mg.tensor(grads_for(t, p0.shape))
+        opt_b.step()
+    assert_close(b.numpy(), a.numpy(), 0, 0, f"{opt_cls.__name__} resumed from its state dict")
+
+
+def test_state_dict_is_a_copy_and_load_checks_shapes():
+    p = nn.Parameter(np.ones(3))
+    opt = Adam([p], lr=0.1)
+    p.grad = mg.tensor(np.ones(3))
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg"][...] = 99.0
+    assert not (opt.state[0]["exp_avg"] == 99.0).any()
+    with pytest.raises(ValueError, match=r"state has 2 parameters, this optimizer 1"):
+        opt.load_state_dict({**sd, "state": sd["state"] * 2})
+    bad = {**sd, "state": [{"exp_avg": np.zeros(4), "exp_avg_sq": np.zeros(4)}]}
+    with pytest.raises(ValueError, match=r"state 'exp_avg' of parameter 0 has shape \(4,\), "
+                                         r"parameter \(3,\)"):
+        opt.load_state_dict(bad)
+
+
+def test_bad_hyper_parameters():
+    p = nn.Parameter(np.ones(2))
+    with pytest.raises(ValueError, match="SGD: lr must be >= 0, got -1"):
+        SGD([p], lr=-1)
+    with pytest.raises(ValueError, match="Adam got an empty parameter list"):
+        Adam([])
+
+
+def test_float32_parameters_stay_float32_and_in_place():
+    layer = nn.Linear(3, 2)
+    opt = Adam(layer.parameters(), lr=0.1)
+    w = layer.weight.data
+    x = mg.tensor(np.ones((4, 3), np.float32))
+    (layer(x) ** 2).sum().backward()
+    opt.step()
+    assert layer.weight.data is w and w.dtype == np.float32
+    assert opt.state[0]["exp_avg"].dtype == np.float32
+
+
+def test_zero_grad():
+    p = nn.Parameter(np.ones(2))
+    opt = SGD([p], lr=0.1)
+    p.grad = mg.tensor(np.ones(2))
+    opt.zero_grad(set_to_none=False)
+    assert (p.grad.data == 0).all()
+    opt.zero_grad()
+    assert p.grad is None
+
+
+def test_adam_minimises_a_quadratic():
+    target = np.array([1.0, -2.0, 3.0])
+    p = nn.Parameter(np.zeros(3))
+    opt = Adam([p], lr=0.1)
+    for _ in range(300):
+        opt.zero_grad()
+        ((p - mg.tensor(target)) ** 2).sum().backward()
+        opt.step()
+    assert_close(p.numpy(), target, 0, 1e-3, "Adam on a quadratic")
+
+
+def test_against_torch_if_installed():
+    torch = pytest.importorskip("torch")
+    p0 = np.random.default_rng(3).standard_normal(6)
+    for mine, theirs, kw in ((SGD, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9,
+                                                     "nesterov": True, "weight_decay": 0.01}),
+                             (Adam, torch.optim.Adam, {"lr": 0.01, "weight_decay": 0.01}),
+                             (RMSprop, torch.optim.RMSprop, {"lr": 0.01, "alpha": 0.9})):
+        pt = torch.tensor(p0.copy(), requires_grad=True)
+        opt = theirs([pt], **kw)
+        for t in range(STEPS):
+            pt.grad = torch.tensor(grads_for(t, p0.shape))
+            opt.step()
+        assert_close(run_minigan(mine, kw, p0), pt.detach().numpy(), 1e-12, 1e-14,
+                     f"{mine.__name__} vs torch")
