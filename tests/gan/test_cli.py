@@ -1,0 +1,88 @@
+"""python -m minigan train | sample | interpolate on a tiny ellipses run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minigan.cli import main
+
+TINY = ["--dataset", "ellipses", "--limit", "48", "--image-size", "8", "--arch", "dcgan",
+        "--width", "4", "--z-dim", "8", "--batch-size", "8", "--no-progress", "--log-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--epochs", "2", "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_the_run_folder(run, capsys):
+    config = json.loads((run / "config.json").read_text())
+    assert config["seed"] == 3 and config["config"]["epochs"] == 2
+    assert config["total_steps"] == 12
+    assert (run / "samples" / "epoch_002.png").is_file() and (run / "curves.png").is_file()
+    assert (run / "progress.gif").is_file() and (run / "checkpoints" / "last.npz").is_file()
+
+
+def test_existing_run_needs_resume_or_overwrite(run, capsys):
+    assert main(["train", *TINY, "--steps", "1", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" in err and "--overwrite" in err
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(run), "--lr", "0.1"])
+    assert "cannot be given with --resume" in capsys.readouterr().err
+
+
+def test_resume_trains_longer(run, capsys):
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0
+    assert "from step 12" in capsys.readouterr().out
+    assert (run / "samples" / "epoch_003.png").is_file()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert "already finished at step 18" in capsys.readouterr().out
+
+
+def test_sample_npy_and_png(run, tmp_path):
+    npy = tmp_path / "s.npy"
+    assert main(["sample", str(run), "-n", "10", "-o", str(npy), "--seed", "1"]) == 0
+    a = np.load(npy)
+    assert a.shape == (10, 8, 8) and a.dtype == np.uint8
+    assert main(["sample", str(run), "-n", "10", "-o", str(npy), "--seed", "1"]) == 0
+    np.testing.assert_array_equal(np.load(npy), a)
+    assert main(["sample", str(run), "-n", "10", "-o", str(npy), "--seed", "2"]) == 0
+    assert not np.array_equal(np.load(npy), a)
+    png = tmp_path / "s.png"
+    assert main(["sample", str(run), "-n", "12", "-o", str(png), "--nrow", "4"]) == 0
+    with Image.open(png) as img:
+        assert img.size == (2 * (4 * 10 + 2), 2 * (3 * 10 + 2))   # 4 x 3 tiles, scale 2
+
+
+def test_interpolate_png_and_gif(run, tmp_path):
+    png, gif = tmp_path / "walk.png", tmp_path / "walk.gif"
+    assert main(["interpolate", str(run), "-o", str(png), "--steps", "5", "--rows", "2"]) == 0
+    with Image.open(png) as img:
+        assert img.size == (2 * (5 * 10 + 2), 2 * (2 * 10 + 2))
+    assert main(["interpolate", str(run), "-o", str(gif), "--steps", "5", "--rows", "2",
+                 "--method", "lerp"]) == 0
+    with Image.open(gif) as img:
+        assert img.n_frames == 8                                # there and back: 5 + 3
+
+
+def test_missing_data_gives_the_data_modules_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINIGAN_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("MINIGAN_OFFLINE", "1")
+    code = main(["train", "--dataset", "quickdraw:smiley face", "--out", str(tmp_path / "r"),
+                 "--steps", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "smiley" in err and str(tmp_path / "nothing") in err
+    assert "MINIGAN_DATA" in err
+
+
+def test_python_dash_m_minigan():
+    result = subprocess.run([sys.executable, "-m", "minigan", "train", "--help"],
+                            check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--resume" in result.stdout and "--arch" in result.stdout

@@ -1,0 +1,184 @@
+"""The training loop: exact resume, Ctrl-C, non-finite losses, atomic checkpoints, outputs."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import minigan
+from minigan import backend
+from minigan.gan import (
+    BCELoss,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    load_checkpoint,
+)
+from minigan.gan import checkpoint as checkpoint_module
+
+
+def _config(tmp_path, name="run", arch="dcgan", **changes) -> TrainConfig:
+    """Tiny: 48 ellipses of 8x8 in batches of 8 (6 steps an epoch), width 4."""
+    options = {"dataset": "ellipses", "limit": 48, "image_size": 8, "arch": arch, "width": 4,
+               "z_dim": 8, "batch_size": 8, "steps": 12, "out": str(tmp_path / name),
+               "progress": False, "log_every": 2, "fd_every": 1}
+    options.update(changes)
+    return TrainConfig(**options)
+
+
+def _weights(trainer: Trainer) -> dict:
+    state = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
+    state.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
+    for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):
+        for i, st in enumerate(opt.state_dict()["state"]):
+            state.update({f"{name}.{i}.{k}": v for k, v in st.items()})
+    return state
+
+
+def _assert_identical(a: Trainer, b: Trainer) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert np.array_equal(wa[k], wb[k]), (
+            f"{k} differs after resume: max |diff| {np.abs(wa[k] - wb[k]).max()}")
+    assert a.opt_g.step_count == b.opt_g.step_count and a.step == b.step
+    assert backend.rng.get_state() is not None
+
+
+@pytest.mark.parametrize("arch,stop", [("dcgan", 5), ("atienza", 9)])
+def test_resume_mid_epoch_is_bit_identical_to_an_unbroken_run(tmp_path, arch, stop,
+                                                                quick_curves):
+    whole = Trainer(_config(tmp_path, "whole", arch))
+    whole.fit()
+    end_rng = backend.rng.get_state()
+
+    part = Trainer(_config(tmp_path, "part", arch, steps=stop))
+    part.fit()
+    assert part.loader._batch != 0, "the test must stop in the middle of an epoch"
+    minigan.manual_seed(12345)                # whatever happens in between must not matter
+    resumed = Trainer.resume(tmp_path / "part", steps=12)
+    assert resumed.step == stop
+    resumed.fit()
+    _assert_identical(whole, resumed)
+    assert backend.rng.get_state() == end_rng
+    lines = [json.loads(s) for s in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "loss_d" in r and "fd" not in r][-1] == 12
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path, quick_curves):
+    whole = Trainer(_config(tmp_path, "whole"))
+    whole.fit()
+
+    def press_ctrl_c(trainer, stats):
+        if trainer.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    part = Trainer(_config(tmp_path, "part"), callbacks=[press_ctrl_c])
+    with pytest.raises(TrainingInterrupted) as e:
+        part.fit()
+    assert isinstance(e.value, KeyboardInterrupt) and "--resume" in str(e.value)
+    assert load_checkpoint(e.value.checkpoint)["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = Trainer.resume(tmp_path / "part")
+    resumed.fit()
+    _assert_identical(whole, resumed)
+
+
+class NaNAfter(BCELoss):
+    """BCE whose generator loss turns NaN at a given call."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.calls, self.at = 0, at
+
+    def g_loss(self, fake_logits):
+        self.calls += 1
+        loss = super().g_loss(fake_logits)
+        return loss * float("nan") if self.calls >= self.at else loss
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, quick_curves):
+    trainer = Trainer(_config(tmp_path), loss=NaNAfter(9))
+    with pytest.raises(NonFiniteLossError) as e:
+        trainer.fit()
+    message = str(e.value)
+    assert "loss_g" in message and "step 9" in message and "last.npz" in message
+    state = load_checkpoint(trainer.checkpoint_path)
+    assert state["step"] == 6                              # the end of epoch 1
+    assert all(np.isfinite(v).all() for v in state["G"].values())
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, quick_curves):
+    trainer = Trainer(_config(tmp_path, steps=3))
+    trainer.fit()
+    before = trainer.checkpoint_path.read_bytes()
+    next(trainer.G.parameters()).data[0] = np.nan
+    with pytest.raises(NonFiniteLossError, match="not saving"):
+        trainer.save_checkpoint()
+    assert trainer.checkpoint_path.read_bytes() == before
+
+
+def test_a_failure_while_writing_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch,
+                                                                       quick_curves):
+    trainer = Trainer(_config(tmp_path, steps=3))
+    trainer.fit()
+    before = trainer.checkpoint_path.read_bytes()
+
+    def broken_write(f, arrays):
+        f.write(b"PK\x03\x04 half a zip file")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "_write", broken_write)
+    trainer.step += 1
+    with pytest.raises(OSError, match="No space"):
+        trainer.save_checkpoint()
+    assert trainer.checkpoint_path.read_bytes() == before
+    assert load_checkpoint(trainer.checkpoint_path)["step"] == 3
+    assert sorted(p.name for p in trainer.checkpoint_path.parent.iterdir()) == ["last.npz"]
+
+
+def test_run_folder_contents(tmp_path):
+    Trainer(_config(tmp_path, steps=14)).fit()             # 2 epochs and 2 steps
+    run = tmp_path / "run"
+    names = sorted(p.name for p in (run / "samples").iterdir())
+    assert names == ["epoch_001.png", "epoch_002.png", "step_0000014.png"]
+    for name in ("progress.gif", "curves.png", "checkpoints/last.npz"):
+        assert (run / name).is_file(), name
+    from PIL import Image
+    with Image.open(run / "progress.gif") as gif:
+        assert gif.n_frames == 3
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "fd" not in r]
+    assert steps == [2, 4, 6, 8, 10, 12, 14]
+    keys = {"step", "epoch", "loss_d", "loss_g", "acc_real", "acc_fake", "d_x", "d_g_z",
+            "seconds"}
+    assert all(keys <= set(r) for r in records if r["step"] in (2, 14))
+    assert [r["step"] for r in records if "fd" in r] == [6, 12]
+    config = json.loads((run / "config.json").read_text())
+    assert config["seed"] == 0 and config["config"]["arch"] == "dcgan"
+    assert {"python", "numpy", "numba", "minigan"} <= set(config["versions"])
+    assert config["recipe"]["batch_size"] == 8 and config["steps_per_epoch"] == 6
+
+
+def test_existing_run_folder_is_protected(tmp_path, quick_curves):
+    Trainer(_config(tmp_path, steps=2, fd_every=0)).fit()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(_config(tmp_path, steps=2))
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    Trainer(_config(tmp_path, steps=1, fd_every=0), overwrite=True).fit()
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.npz")["step"] == 1
+
+
+def test_a_keyboard_interrupt_between_steps_also_saves(tmp_path, quick_curves):
+    def interrupt(trainer, stats):
+        if trainer.step == 3:
+            raise KeyboardInterrupt
+
+    trainer = Trainer(_config(tmp_path), callbacks=[interrupt])
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit()
+    assert load_checkpoint(trainer.checkpoint_path)["step"] == 3
