@@ -38,9 +38,10 @@ def assert_close(got, want, rtol: float, atol: float, what: str) -> None:
     if got.size and (excess > 0).any() or not np.isfinite(got).all():
         k = np.unravel_index(np.nanargmax(np.where(np.isfinite(excess), excess, np.inf)),
                              got.shape)
-        rel = err / np.maximum(np.abs(want), np.finfo(np.float64).tiny)
-        raise AssertionError(f"{what}: max abs error {np.nanmax(err):.3g}, max rel error "
-                             f"{np.nanmax(rel):.3g} (rtol {rtol:g}, atol {atol:g}); worst at "
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            rel = err / np.abs(want)  # inf where the expected value is 0
+        raise AssertionError(f"{what}: max abs error {np.max(err):.3g}, max rel error "
+                             f"{np.max(rel):.3g} (rtol {rtol:g}, atol {atol:g}); worst at "
                              f"{tuple(int(i) for i in k)}: got {got[k]:.12g}, "
                              f"expected {want[k]:.12g}")
 
