@@ -1,0 +1,43 @@
+"""What the three examples share: flags, start-or-continue, and telling where things are."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from minigan.gan import TrainConfig, Trainer
+
+
+def parser(description: str, epochs: int, out: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--epochs", type=int, default=epochs, help=f"default {epochs}")
+    p.add_argument("--out", default=out, help=f"run folder (default {out})")
+    p.add_argument("--restart", action="store_true",
+                   help="start over even if the run folder holds a checkpoint")
+    return p
+
+
+def run(config: TrainConfig, restart: bool = False) -> dict:
+    """Train, continuing a stopped run in the same folder unless `restart`."""
+    out = Path(config.out)
+    if not restart and (out / "checkpoints" / "last.npz").is_file():
+        print(f"continuing the run in {out} (pass --restart to start over)")
+        trainer = Trainer.resume(out, epochs=config.epochs)
+    else:
+        trainer = Trainer(config, overwrite=True)
+    print(f"{config.arch} on {config.dataset}: {len(trainer.images)} images "
+          f"{trainer.image_shape}, batch {trainer.recipe.batch_size}, "
+          f"{trainer.steps_per_epoch} steps an epoch, {config.epochs} epochs")
+    try:
+        summary = trainer.fit()
+    except KeyboardInterrupt as e:
+        print(f"\n{e}")
+        raise SystemExit(130) from None
+    print(f"\nfinished {summary['epoch']} epochs ({summary['step']} steps) in "
+          f"{summary['seconds'] / 60:.1f} min")
+    print(f"  sample grids: {summary['samples']}/epoch_NNN.png")
+    print(f"  progress GIF: {summary['gif']}")
+    print(f"  curves:       {summary['curves']}")
+    print(f"  checkpoint:   {summary['checkpoint']}")
+    print(f"more samples:   python -m minigan sample {out} -n 64 -o {out}/more.png")
+    return summary
