@@ -78,6 +78,8 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def _pair(a, b, name):
     a = as_tensor(a)
+    if a.dtype.kind != "f":  # an integer input would be truncated silently
+        raise TypeError(f"{name}: input must be a float array, got {a.dtype}")
     b = as_tensor(b, like=a)
     if b.dtype != a.dtype:
         b = Tensor(b.data.astype(a.dtype)) if not b.requires_grad else b

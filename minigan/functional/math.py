@@ -283,6 +283,9 @@ def linear(x, weight, bias=None) -> Tensor:
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"linear: expected input (N, {weight.shape[-1]}) for weight of shape "
                          f"{tuple(weight.shape)}, got input of shape {tuple(x.shape)}")
+    for t, what in ((x, "input"), (weight, "weight")):
+        if t.dtype.kind != "f":
+            raise TypeError(f"linear: {what} must be a float array, got {t.dtype}")
     y = matmul(x, weight.T)
     return y if bias is None else y + bias
 
