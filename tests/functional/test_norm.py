@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from minigan.kernels import norm as K
 
 import minigan as mg
+from minigan import backend
 from minigan import functional as F
 from minigan.functional.norm import BatchNormGrad
 from minigan.testing import OpTest, assert_close
@@ -84,9 +85,9 @@ def test_batch_norm_eval(n, c, rest, eps):
     gamma, beta, rm = gen.standard_normal(c), gen.standard_normal(c), gen.standard_normal(c)
     rv = gen.uniform(0.5, 2.0, c)
 
-    def op(x, g, b):
-        dt = x.dtype
-        return F.batch_norm(x, rm.astype(dt), rv.astype(dt), g, b, False, eps=eps)
+    def op(x, g, b):  # running statistics in the input's dtype, on its device
+        r_m, r_v = (backend.to_device(a.astype(x.dtype), x.device) for a in (rm, rv))
+        return F.batch_norm(x, r_m, r_v, g, b, False, eps=eps)
 
     scale = 1 / np.sqrt(rv + eps)
     OpTest("batch_norm", op, [x, gamma, beta],
