@@ -14,6 +14,12 @@ penultimate features (the 128 inputs of the last layer) and its predictions give
 `evaluate` computes them all for a batch of images, `real_floor` the same figures for real test
 images (what a perfect generator would score), and `collapse_warning` reads a result and says
 when the samples look mode-collapsed.
+
+Measured with the default recipes (seed 0): the MNIST classifier reaches 98.63% test accuracy
+(2 epochs, 12 min on two busy CPU cores), the Quick Draw one 93.7% on apple/cat/circle/smiley
+face. Real test images against the training images score FD 2.7 (MNIST, 10000 images; 4.9 for
+2000, 15.6 for 500: the FD grows as N shrinks, so compare at equal N), 0.3 (Quick Draw, 2400),
+with every class covered, KL < 0.002 and diversity 1.00.
 """
 
 from __future__ import annotations
