@@ -29,6 +29,7 @@ import json
 import os
 import secrets
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -200,7 +201,6 @@ def _features_2d(feats, name: str) -> np.ndarray:
     if f.ndim != 2:
         raise ValueError(f"{name}: expected features of shape (N, D), got {f.shape}")
     return f
-
 
 
 @dataclass(frozen=True)
@@ -463,9 +463,9 @@ def load_classifier(path: str | os.PathLike, recipe: Recipe | None = None,
         meta = json.loads(str(f["meta"]))
         state = {k.removeprefix("param/"): f[k] for k in f.files if k.startswith("param/")}
     if recipe is None:
-        recipe = Recipe(**{**meta.get("recipe", {}),
-                           "channels": tuple(meta.get("recipe", {}).get("channels", (32, 32,
-                                                                                     64)))})
+        saved = meta.get("recipe", {})
+        recipe = Recipe(channels=tuple(saved.get("channels", Recipe.channels)),
+                        hidden=saved.get("hidden", Recipe.hidden))
     model = Classifier(len(meta["classes"]), recipe.channels, recipe.hidden, meta["classes"])
     model.load_state_dict(state)
     model.info = meta
@@ -510,12 +510,11 @@ def classifier(dataset: str = "mnist", root=None, recipe: Recipe | None = None,
     if (key, device) in _MODELS:
         return _MODELS[(key, device)]
     path = cache_root() / "classifiers" / f"{kind}-{key[:20]}.npz"
-    if path.is_file():
-        model = load_classifier(path, recipe, device)
-    elif not train:
-        raise FileNotFoundError(f"no cached {kind} classifier at {path}; call "
-                                f"minigan.metrics.classifier({dataset!r}) to train it")
-    else:
+    model = _load_cached(path, recipe, device, train, log)
+    if model is None:
+        if not train:
+            raise FileNotFoundError(f"no cached {kind} classifier at {path}; call "
+                                    f"minigan.metrics.classifier({dataset!r}) to train it")
         if log:
             log(f"training the {kind} classifier ({len(data.x_train)} images, "
                 f"{len(data.classes)} classes); it is cached in {path}")
@@ -531,6 +530,22 @@ def classifier(dataset: str = "mnist", root=None, recipe: Recipe | None = None,
     _MODELS[(key, device)] = model
     return model
 
+
+def _load_cached(path: Path, recipe: Recipe, device: str, train: bool,
+                 log: Callable[[str], None] | None) -> Classifier | None:
+    """The classifier saved at `path`; None when there is none, or it is damaged and may be
+    retrained."""
+    if not path.is_file():
+        return None
+    try:
+        return load_classifier(path, recipe, device)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        if not train:
+            raise ValueError(f"{path}: unreadable classifier file ({e}); delete it or call "
+                             "with train=True to train a new one") from e
+        if log:
+            log(f"{path} is unreadable ({e}); training a new classifier")
+        return None
 
 
 @dataclass

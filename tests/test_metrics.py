@@ -199,6 +199,7 @@ def test_classifier_cache_key_and_reload(monkeypatch, tmp_path):
     assert {"test_accuracy", "train_seconds", "key", "recipe"} <= set(model.info)
 
     # a fresh process loads the file instead of training
+    real_train = M.train_classifier
     monkeypatch.setattr(M, "_MODELS", {})
     monkeypatch.setattr(M, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
     again = M.classifier("mnist", recipe=recipe)
@@ -208,6 +209,17 @@ def test_classifier_cache_key_and_reload(monkeypatch, tmp_path):
     assert M.load_classifier(files[0]).classes == ["filled", "outline"]
     with pytest.raises(FileNotFoundError, match="no cached"):
         M.classifier("mnist", recipe=M.Recipe(**{**recipe.__dict__, "seed": 1}), train=False)
+
+    # a damaged file is replaced by a new training run
+    monkeypatch.setattr(M, "_MODELS", {})
+    monkeypatch.setattr(M, "train_classifier", real_train)
+    files[0].write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="unreadable"):
+        M.classifier("mnist", recipe=recipe, train=False)
+    fixed = M.classifier("mnist", recipe=recipe, log=None)
+    np.testing.assert_array_equal(fixed.predict(data.x_test[:5])[1],
+                                  model.predict(data.x_test[:5])[1])
+    assert M.load_classifier(files[0]).info["key"] == model.info["key"]
 
     # the key follows the data (one pixel, one label, the class names) and the recipe
     key = M.cache_key(data, recipe)
