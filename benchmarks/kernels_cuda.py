@@ -16,9 +16,9 @@ import statistics
 import sys
 
 import numpy as np
-from minigan.kernels import _cuda, activation, dropout, loss, optim
 
 from minigan import backend
+from minigan.kernels import _cuda, activation, dropout, loss, optim
 
 
 def kernels(xp, n: int, dtype):

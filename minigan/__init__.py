@@ -1,9 +1,11 @@
 """minigan: a small deep-learning framework, written from scratch, to train and study GANs."""
 
-from . import backend
+from . import (
+    backend,
+    functional,  # noqa: E402  (installs Tensor operators)
+)
 from .autograd import Function, Tensor, enable_grad, grad, is_grad_enabled, no_grad
 from .backend import cuda_available, manual_seed
-from . import functional  # noqa: E402  (installs Tensor operators)
 from .gradcheck import gradcheck, gradgradcheck
 
 __version__ = "0.1.0"

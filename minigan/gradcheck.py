@@ -32,7 +32,7 @@ def _projection(ys, vs):
 
 def _value(fn, inputs, vs) -> float:
     ys = _tuple(fn(*inputs))  # with grad on: gradgradcheck's fn takes a gradient inside
-    return float(sum(backend.to_numpy((y.data * v.data)).sum() for y, v in zip(ys, vs)))
+    return float(sum(backend.to_numpy(y.data * v.data).sum() for y, v in zip(ys, vs)))
 
 
 def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,

@@ -305,7 +305,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, classes: Sequence[s
     """Train a Classifier with Adam on uint8 images (N, 28, 28) and integer labels (N,).
 
     Returns the model (in eval mode) and a record: losses (one per `log_every` steps, averaged),
-    steps, wall and CPU seconds. The global minigan RNG is seeded from the recipe and restored afterwards.
+    steps, wall and CPU seconds. The global minigan RNG is seeded from the recipe and restored
+    afterwards.
     """
     x, y = as_uint8_images(images), np.asarray(labels).astype(np.int64)
     if len(x) != len(y) or len(x) < recipe.batch_size:

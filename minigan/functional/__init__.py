@@ -5,9 +5,16 @@ from .conv import conv2d, conv_transpose2d
 from .dropout import dropout, upsample_nearest2d
 from .loss import binary_cross_entropy, binary_cross_entropy_with_logits, mse_loss
 from .math import (
-    exp, linear, log, matmul, mean, reshape, sqrt, transpose,
+    exp,
+    linear,
+    log,
+    matmul,
+    mean,
+    reshape,
+    sqrt,
+    sum,  # noqa: A004 - mirrors torch.sum
+    transpose,
 )
-from .math import sum  # noqa: A004 - mirrors torch.sum
 from .norm import batch_norm
 
 __all__ = [

@@ -3,8 +3,20 @@
 from .. import functional
 from . import init
 from .layers import (
-    BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, LeakyReLU, Linear, ReLU,
-    Sequential, Sigmoid, Tanh, Unflatten, Upsample,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+    Unflatten,
+    Upsample,
 )
 from .module import Module, Parameter
 

@@ -55,7 +55,10 @@ def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
 
 
 def default_init_(weight: Tensor, bias: Tensor | None) -> None:
-    """PyTorch's default for Linear and Conv layers: kaiming_uniform(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
+    """PyTorch's default for Linear and Conv layers.
+
+    Weight: kaiming_uniform(a=sqrt(5)), i.e. U(+-1/sqrt(fan_in)); bias: U(+-1/sqrt(fan_in)).
+    """
     kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
         fan_in, _ = fan_in_and_fan_out(weight)

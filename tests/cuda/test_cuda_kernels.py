@@ -15,11 +15,11 @@ import textwrap
 import numba
 import numpy as np
 import pytest
-from minigan.kernels import _cuda, activation, conv, dropout, loss, norm, optim
 
 import minigan
 from minigan import backend, nn
 from minigan import functional as F
+from minigan.kernels import _cuda, activation, conv, dropout, loss, norm, optim
 
 pytestmark = [pytest.mark.cuda,  # the simulator's uint64 hash wraps around, as it should
               pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]

@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import pytest
+
 from minigan.kernels import _cuda
 
 if _cuda.cuda is None:

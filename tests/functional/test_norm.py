@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from minigan.kernels import norm as K
 
 import minigan as mg
 from minigan import backend
 from minigan import functional as F
 from minigan.functional.norm import BatchNormGrad
+from minigan.kernels import norm as K
 from minigan.testing import OpTest, assert_close
 
 

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
-from minigan.kernels import activation as K
-from minigan.kernels._dispatch import PARALLEL_MIN_SIZE
 
 from minigan import backend
+from minigan.kernels import activation as K
+from minigan.kernels._dispatch import PARALLEL_MIN_SIZE
 from minigan.testing import assert_close, devices
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from minigan.kernels import conv as K
-from minigan.kernels._dispatch import PARALLEL_MIN_SIZE
 
 from minigan import backend
+from minigan.kernels import conv as K
+from minigan.kernels._dispatch import PARALLEL_MIN_SIZE
 from minigan.testing import assert_close, devices
 
 

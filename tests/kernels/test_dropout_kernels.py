@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from minigan.kernels import dropout as K
 
 import minigan as mg
 from minigan import backend, nn
 from minigan import functional as F
+from minigan.kernels import dropout as K
 from minigan.testing import assert_close, devices
 
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from minigan.kernels import optim as K
-from minigan.kernels._dispatch import PARALLEL_MIN_SIZE
 
 from minigan import backend
+from minigan.kernels import optim as K
+from minigan.kernels._dispatch import PARALLEL_MIN_SIZE
 from minigan.testing import assert_close, devices
 
 TOL = {np.float32: 1e-6, np.float64: 1e-14}
