@@ -1,9 +1,6 @@
 """minigan: a small deep-learning framework, written from scratch, to train and study GANs."""
 
-from . import (
-    backend,
-    functional,  # noqa: E402  (installs Tensor operators)
-)
+from . import backend, functional  # importing functional gives Tensor its operators
 from .autograd import Function, Tensor, enable_grad, grad, is_grad_enabled, no_grad
 from .backend import cuda_available, manual_seed
 from .gradcheck import gradcheck, gradgradcheck
