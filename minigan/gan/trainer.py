@@ -318,10 +318,12 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._t0 = time.perf_counter()
+        self._stop_requested = False
         total = self.total_steps
         if self.step >= total:
             print(f"{self.out} already finished at step {self.step} of {total}; pass a larger "
                   "--epochs or --steps with --resume to train longer")
+            self._t0 = None
             return self.summary()
         bar = _progress_bar(total, self.step, self.config.progress)
         old_handler = self._install_sigint()
@@ -364,6 +366,7 @@ class Trainer:
         finally:
             bar.close()
             self._restore_sigint(old_handler)
+            self.elapsed, self._t0 = self._seconds(), None
         return self.summary()
 
     def summary(self) -> dict:
