@@ -12,18 +12,7 @@ from hypothesis import strategies as st
 import minigan as mg
 from minigan import functional as F
 from minigan.functional.dropout import BlockSum
-from minigan.testing import OpTest, assert_close
-
-
-def splitmix_uniform(key: int, n: int) -> np.ndarray:
-    """u_i = top 24 bits of splitmix64(key + (i + 1) * golden) / 2^24, i = 0 .. n-1."""
-    u64 = np.uint64
-    with np.errstate(over="ignore"):
-        z = u64(key) + (np.arange(n, dtype=u64) + u64(1)) * u64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> u64(30))) * u64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> u64(27))) * u64(0x94D049BB133111EB)
-        z = z ^ (z >> u64(31))
-    return (z >> u64(40)).astype(np.float64) / 2.0 ** 24
+from minigan.testing import OpTest, assert_close, splitmix_uniform
 
 
 def dropout_mask_ref(shape, p, seed):

@@ -7,18 +7,7 @@ import minigan as mg
 from minigan import backend, nn
 from minigan import functional as F
 from minigan.kernels import dropout as K
-from minigan.testing import assert_close, devices
-
-
-def splitmix_uniform(key: int, n: int) -> np.ndarray:
-    """The documented generator in NumPy: top 24 bits of splitmix64(key + (i + 1) * golden)."""
-    u64 = np.uint64
-    with np.errstate(over="ignore"):
-        z = u64(key) + (np.arange(n, dtype=u64) + u64(1)) * u64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> u64(30))) * u64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> u64(27))) * u64(0x94D049BB133111EB)
-        z = z ^ (z >> u64(31))
-    return (z >> u64(40)).astype(np.float64) / 2.0 ** 24
+from minigan.testing import assert_close, devices, splitmix_uniform
 
 
 @pytest.mark.parametrize("device", devices())
