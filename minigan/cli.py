@@ -1,9 +1,11 @@
-"""The command line: python -m minigan train | sample | interpolate.
+"""The command line: python -m minigan train | sample | interpolate | eval.
 
     python -m minigan train --dataset mnist --arch dcgan --epochs 5 --out runs/mnist
+    python -m minigan train --loss wgan-gp --epochs 5 --out runs/mnist-wgan
     python -m minigan train --resume runs/mnist --epochs 10
     python -m minigan sample runs/mnist -n 64 -o digits.png
     python -m minigan interpolate runs/mnist -o walk.gif
+    python -m minigan eval runs/mnist -n 2000
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import numpy as np
 
 from . import __version__
 
-TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"), "loss": ("bce", "hinge")}
+TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
+                 "loss": ("bce", "hinge", "wgan-gp")}
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
              "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
-             "label_smoothing", "data_root")
+             "label_smoothing", "gp_lambda", "n_critic", "data_root")
+# flags that only change what is measured and shown: may change when resuming
+VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,10 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--z-dim", type=int, help="noise dimension (default 100)")
     t.add_argument("--width", type=int, help="layer width multiplier (default 64, the recipes' "
                                              "own size; smaller trains faster)")
-    t.add_argument("--loss", choices=TRAIN_CHOICES["loss"], help="default bce")
+    t.add_argument("--loss", choices=TRAIN_CHOICES["loss"],
+                   help="default bce; wgan-gp trains D as a critic (no BatchNorm, no dropout) "
+                        "with Adam 1e-4, betas (0, 0.9) unless --lr/--beta1 say otherwise")
     t.add_argument("--label-smoothing", type=float,
                    help="one-sided: real label 1 - s for D (bce only)")
+    t.add_argument("--gp-lambda", type=float,
+                   help="weight of the gradient penalty (wgan-gp only; default 10)")
+    t.add_argument("--n-critic", type=int,
+                   help="D steps per G step, each on a fresh real batch (default: 5 for "
+                        "wgan-gp, else 1)")
     t.add_argument("--log-every", type=int, help="steps per line of metrics.jsonl (default 10)")
+    t.add_argument("--log-internals", action="store_true", default=None,
+                   help="also log gradient and weight norms of every parameter of G and D")
+    t.add_argument("--quality-every", type=int,
+                   help="epochs between classifier metrics on 2000 samples (FD, modes, "
+                        "collapse warning), MNIST and Quick Draw only (default 1; 0 = off)")
     t.add_argument("--checkpoint-every", type=int,
                    help="also save a checkpoint every N steps (default: every epoch)")
     t.add_argument("--data-root", help="data folder (default $MINIGAN_DATA or the cache)")
@@ -89,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="spherical (default; stays where Gaussian noise lives) or straight")
     i.add_argument("--seed", type=int, default=0, help="seed of the end points (default 0)")
     i.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
+    e = sub.add_parser("eval", help="score a trained generator with the dataset's classifier",
+                       description="Draw samples from a run's generator and print classifier "
+                                   "metrics beside the scores of real test images "
+                                   "(MNIST and Quick Draw runs).")
+    e.add_argument("run", help="run folder")
+    e.add_argument("-n", type=int, default=2000, help="number of samples (default 2000)")
+    e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     return p
 
 
@@ -107,23 +133,24 @@ def _train(args, parser) -> int:
                 args.overwrite))
             parser.error(f"{names} cannot be given with --resume: a resumed run keeps its "
                          "config (only --epochs/--steps, --device, --log-every, "
-                         "--checkpoint-every and --no-progress may change)")
-        changes = {k: given[k] for k in ("device", "log_every", "checkpoint_every")
-                   if k in given}
+                         "--checkpoint-every, --quality-every, --log-internals and "
+                         "--no-progress may change)")
+        changes = {k: given[k] for k in VIEW_FLAGS if k in given}
         if args.no_progress:
             changes["progress"] = False
         trainer = Trainer.resume(args.resume, epochs=args.epochs, steps=args.steps, **changes)
     else:
-        fields = {k: given[k] for k in RUN_FLAGS + ("epochs", "steps", "device", "log_every",
-                                                     "checkpoint_every") if k in given}
+        fields = {k: given[k] for k in RUN_FLAGS + VIEW_FLAGS + ("epochs", "steps")
+                  if k in given}
         config = TrainConfig(**fields)
         config.out = args.out or f"runs/{_slug(config.dataset)}-{config.arch}"
         config.progress = not args.no_progress
         trainer = Trainer(config, overwrite=args.overwrite)
-    print(f"training {trainer.config.arch} on {trainer.config.dataset} "
-          f"({len(trainer.images)} images {trainer.image_shape}), {trainer.total_steps} steps "
-          f"({trainer.steps_per_epoch} per epoch, batch {trainer.recipe.batch_size}), "
-          f"from step {trainer.step} -> {trainer.out}")
+    critic = f", {trainer.n_critic} D steps each" if trainer.n_critic > 1 else ""
+    print(f"training {trainer.config.arch} on {trainer.config.dataset} with the "
+          f"{trainer.loss.name} loss ({len(trainer.images)} images {trainer.image_shape}), "
+          f"{trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch, batch "
+          f"{trainer.recipe.batch_size}{critic}), from step {trainer.step} -> {trainer.out}")
     summary = trainer.fit()
     _print_summary(summary)
     return 0
@@ -199,6 +226,47 @@ def _interpolate(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from . import metrics
+    from .gan import generate, has_quality_metrics
+
+    G, info = load_generator(args.run, args.device)
+    config = info["config"]
+    dataset, root = config["dataset"], config.get("data_root")
+    if not has_quality_metrics(dataset):
+        raise ValueError(f"{args.run} was trained on {dataset!r}, which has no classifier to "
+                         "score it with: eval works for mnist and quickdraw:CATEGORY runs "
+                         "(for others, look at: python -m minigan sample RUN -o grid.png)")
+    if args.n < 2:
+        raise ValueError(f"-n must be at least 2, got {args.n}")
+    z = np.random.default_rng(args.seed).standard_normal((args.n, config["z_dim"]),
+                                                         dtype=np.float32)
+    images = generate(G, z, batch_size=info["recipe"]["batch_size"], seed=args.seed)
+    model = metrics.classifier(dataset, root, device=args.device)
+    ref = metrics.reference(dataset, root, model)
+    got = metrics.evaluate(images, dataset, model=model, real=ref, seed=args.seed)
+    floor = metrics.real_floor(dataset, root, device=args.device, n=args.n, seed=args.seed)
+    print(f"{args.run}: {args.n} samples (seed {args.seed}) from step {info['trained_steps']}, "
+          f"{dataset}; beside them {floor['n']} real test images, the floor")
+    k = got["num_classes"]
+    rows = (("Frechet distance (classifier)", "fd", "{:.2f}"),
+            ("modes covered", "modes", "{}/" + str(k)),
+            ("KL to real class mix (nats)", "kl", "{:.4f}"),
+            ("mean confidence", "confidence", "{:.3f}"),
+            ("diversity (1 = real)", "diversity", "{:.3f}"),
+            ("nearest-neighbour diversity", "nn_diversity", "{:.3f}"))
+    print(f"  {'':<30}{'samples':>10}{'real':>10}")
+    for label, key, fmt in rows:
+        print(f"  {label:<30}{fmt.format(got[key]):>10}{fmt.format(floor[key]):>10}")
+    print("  class histogram (% of images):")
+    width = max(len(c) for c in got["classes"])
+    for c, p, q in zip(got["classes"], got["histogram"], floor["histogram"], strict=True):
+        print(f"    {c:<{width}}  {100 * p:5.1f}  {100 * q:5.1f}  {'#' * round(50 * p)}")
+    warning = metrics.collapse_warning(got)
+    print(f"  {warning}" if warning else "  no sign of mode collapse")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -210,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, parser)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "eval":
+            return _eval(args)
         return _interpolate(args)
     except TrainingInterrupted as e:
         print(f"\n{e}", file=sys.stderr)

@@ -21,6 +21,13 @@ PANELS = (
     ("D accuracy", (("acc_real", "on real"), ("acc_fake", "on fake"))),
     ("D outputs", (("d_x", "mean D(x)"), ("d_g_z", "mean D(G(z))"))),
 )
+# A WGAN critic's scores are not probabilities: no accuracy, and the raw scores instead.
+CRITIC_PANELS = (
+    PANELS[0],
+    ("critic", (("wasserstein", "Wasserstein estimate"), ("gp", "gradient penalty"))),
+    ("critic outputs", (("critic_real", "mean D(x)"), ("critic_fake", "mean D(G(z))"))),
+)
+NORM_PANEL = ("gradient norm", (("grad_norm/D", "D"), ("grad_norm/G", "G")))
 
 
 def _host(array) -> np.ndarray:
@@ -154,18 +161,26 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     """Plot training records to an image: losses, D accuracy, D outputs, and quality metrics.
 
     Each record is a dict with some of 'step', 'loss_d', 'loss_g', 'acc_real', 'acc_fake',
-    'd_x', 'd_g_z', 'fd', 'modes'; missing keys are skipped. A fourth panel shows 'fd' and
-    'modes' when any record has them. `marks` are steps drawn as red vertical lines
-    (mode-collapse warnings).
+    'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes'; missing keys are skipped. Records of a WGAN
+    critic ('wasserstein', 'gp', 'critic_real', 'critic_fake') replace the accuracy and D
+    output panels; 'grad_norm/D' and 'grad_norm/G' add a gradient-norm panel. A last panel
+    shows the Frechet distance ('fd_cls', the classifier-feature one, when present, else the
+    pixel 'fd') and 'modes' when any record has them. `marks` are steps drawn as red vertical
+    lines (mode-collapse warnings).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    quality = any(k in r for r in records for k in ("fd", "modes"))
-    n_panels = len(PANELS) + quality
+    critic = any("wasserstein" in r for r in records)
+    panels = list(CRITIC_PANELS if critic else PANELS)
+    if any(NORM_PANEL[1][0][0] in r for r in records):
+        panels.append(NORM_PANEL)
+    quality = any(k in r for r in records for k in ("fd", "fd_cls", "modes"))
+    n_panels = len(panels) + quality
     fig = Figure(figsize=(8, 2.4 * n_panels), layout="constrained")
     axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
     colors = ("tab:blue", "tab:orange")
-    for ax, (name, keys) in zip(axes, PANELS, strict=False):
+    for ax, (name, keys) in zip(axes, panels, strict=False):
         plotted = False
         for (key, label), color in zip(keys, colors, strict=True):
             xs, ys = _series(records, key)
@@ -175,18 +190,26 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
         ax.set_ylabel(name)
         if not plotted:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="gray")
-    axes[1].set_ylim(-0.03, 1.03)                                    # accuracies
+        if name == NORM_PANEL[0] and plotted:
+            ax.set_yscale("log")
+    if not critic:
+        axes[1].set_ylim(-0.03, 1.03)                                # accuracies
     if quality:
         ax = axes[-1]
-        xs, ys = _series(records, "fd")
+        fd_key = "fd_cls" if any("fd_cls" in r for r in records) else "fd"
+        xs, ys = _series(records, fd_key)
         if xs:
-            ax.plot(xs, ys, "o-", color="tab:green", ms=3, label="Frechet distance")
+            ax.plot(xs, ys, "o-", color="tab:green", ms=3,
+                    label="Frechet distance" + (" (classifier)" if fd_key == "fd_cls" else ""))
         ax.set_ylabel("quality")
         xs, ys = _series(records, "modes")
         if xs:
             twin = ax.twinx()
             twin.plot(xs, ys, "s--", color="tab:purple", ms=3, label="modes covered")
             twin.set_ylabel("modes")
+            top = max(ys + [r.get("num_classes") or 0 for r in records])
+            twin.set_ylim(-0.3, top + 0.7)                              # 0 .. all classes
+            twin.yaxis.set_major_locator(MaxNLocator(integer=True))
             twin.legend(loc="upper right", fontsize=8)
     for i, ax in enumerate(axes):
         for j, step in enumerate(marks or ()):

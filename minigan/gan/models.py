@@ -4,6 +4,7 @@ discriminator maps images to one logit per image, (N, 1).
 
     G, D, recipe = build("dcgan", image_shape=(1, 28, 28))
     opt_g, opt_d = recipe.optimizers(G, D)
+    G, D, recipe = build("dcgan", critic=True, recipe="wgan-gp")   # a WGAN-GP critic
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                           source="PyTorch DCGAN example: Adam 2e-4, beta1 0.5"),
     },
 }
+
+
+# Gulrajani et al. 2017, Algorithm 1; the batch size is the arch's own.
+WGAN_GP = Recipe("adam", 1e-4, 1e-4, 64, beta1=0.0, beta2=0.9,
+                 source="Gulrajani et al. 2017 (WGAN-GP), Algorithm 1: Adam 1e-4, betas (0, 0.9), "
+                        "5 critic steps per generator step, lambda 10")
 
 
 def _check_channels(arch: str, image_shape, takes: str) -> None:
@@ -270,18 +277,33 @@ BUILDERS = {"dcgan": dcgan, "atienza": atienza, "dense": dense, "radford": radfo
 
 
 def recipe_for(arch: str, recipe: str = "default") -> Recipe:
-    """The optimizer recipe `recipe` ('default', or e.g. 'tutorial' for dcgan) of an arch."""
+    """The optimizer recipe `recipe` of an arch: 'default', 'wgan-gp' (any arch), or e.g.
+    'tutorial' for dcgan."""
     _check_arch(arch)
+    if recipe == "wgan-gp":
+        return replace(WGAN_GP, batch_size=RECIPES[arch]["default"].batch_size)
     if recipe not in RECIPES[arch]:
-        raise ValueError(f"arch {arch!r} has recipes {sorted(RECIPES[arch])}, not {recipe!r}")
+        raise ValueError(f"arch {arch!r} has recipes {sorted(RECIPES[arch]) + ['wgan-gp']}, "
+                         f"not {recipe!r}")
     return RECIPES[arch][recipe]
 
 
+def as_critic(D: nn.Sequential) -> nn.Sequential:
+    """D without its BatchNorm and Dropout layers: a WGAN-GP critic.
+
+    The gradient penalty is a per-sample constraint, which BatchNorm's coupling of the samples
+    in a batch breaks (Gulrajani et al. 2017, section 4); dropout makes D(x) random.
+    """
+    drop = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)
+    return nn.Sequential(*(m for m in D._modules.values() if not isinstance(m, drop)))
+
+
 def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "default",
-          width: int = 64) -> tuple[nn.Module, nn.Module, Recipe]:
+          width: int = 64, critic: bool = False) -> tuple[nn.Module, nn.Module, Recipe]:
     """(G, D, optimizer recipe) for an architecture name in ARCHS and images (C, H, W).
 
-    `width` scales the layers (64 is every recipe's own size; smaller is faster).
+    `width` scales the layers (64 is every recipe's own size; smaller is faster); `critic`
+    strips BatchNorm and Dropout from D (see `as_critic`), G is the same either way.
     """
     _check_arch(arch)
     image_shape = tuple(int(s) for s in image_shape)
@@ -290,7 +312,7 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
     if int(width) != width or width < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}")
     G, D = BUILDERS[arch](image_shape, z_dim, int(width))
-    return G, D, recipe_for(arch, recipe)
+    return G, as_critic(D) if critic else D, recipe_for(arch, recipe)
 
 
 def _check_arch(arch: str) -> None:

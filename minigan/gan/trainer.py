@@ -1,15 +1,20 @@
 """The GAN training loop, and everything it leaves in the run folder to show what happened.
 
     RUN/config.json             the full config, seed, optimizer recipe and library versions
-    RUN/metrics.jsonl           one JSON line every `log_every` steps (+ one per epoch with 'fd')
-    RUN/curves.png              losses, D accuracy, D outputs and distance, redrawn every epoch
+    RUN/metrics.jsonl           one JSON line every `log_every` steps, and one per epoch with the
+                                pixel 'fd' and, for MNIST and Quick Draw, classifier metrics
+                                ('fd_cls', 'modes', 'kl', ...) and any 'collapse' warning
+    RUN/curves.png              losses, D accuracy (or critic values), D outputs and quality,
+                                with mode-collapse warnings marked in red; redrawn every epoch
     RUN/samples/epoch_NNN.png   the same 64 fixed noise vectors through G after every epoch
     RUN/progress.gif            all those grids in order, refreshed every epoch
     RUN/checkpoints/last.npz    G, D, both optimizers, random states, loader position, step
 
 A step: D descends on real images and on a batch of G(z) (detached, so G is untouched), then
-G descends on D's verdict on the same G(z). Everything random comes from one seed, and a
-checkpoint holds every random state, so a resumed run takes exactly the steps it would have.
+G descends on D's verdict on the same G(z). With `n_critic` > 1 (WGAN-GP) D takes that many
+descents per step, each on a fresh real batch and fresh noise, and G uses the last one's G(z);
+a step is one G update. Everything random comes from one seed, and a checkpoint holds every
+random state, so a resumed run takes exactly the steps it would have.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, backend, manual_seed, randn, viz
+from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..data import DataLoader, load_dataset
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distance import PixelFrechet
@@ -63,11 +68,16 @@ class TrainConfig:
     flip: bool = False
     z_dim: int = 100
     width: int = 64                     # layer width multiplier (64: the recipes' own size)
-    loss: str = "bce"
-    label_smoothing: float = 0.0
+    loss: str = "bce"                   # bce | hinge | wgan-gp
+    label_smoothing: float = 0.0        # bce only
+    gp_lambda: float = 10.0             # wgan-gp only: weight of the gradient penalty
+    n_critic: int | None = None         # D steps per G step (None: the loss's own, 5 for wgan-gp)
     log_every: int = 10                 # steps per metrics line (values are window means)
+    log_internals: bool = False         # also log gradient and weight norms of every parameter
     checkpoint_every: int = 0           # steps; 0 = at the end of every epoch only
     fd_every: int = 1                   # epochs between pixel Frechet distances; 0 = never
+    quality_every: int = 1              # epochs between classifier metrics (mnist, quickdraw)
+    quality_samples: int = 2000         # samples (from fixed noise) behind those metrics
     data_root: str | None = None
     progress: bool = True
 
@@ -79,10 +89,12 @@ class TrainConfig:
             raise ValueError(f"unknown config keys {unknown}")
         return cls(**d)
 
-    def total_steps(self, steps_per_epoch: int) -> int:
+    def total_steps(self, batches_per_epoch: int, n_critic: int = 1) -> int:
+        """`steps`, or enough steps (of n_critic batches each) to finish `epochs` epochs."""
         if self.steps is not None:
             return int(self.steps)
-        return int(self.epochs if self.epochs is not None else 5) * steps_per_epoch
+        epochs = int(self.epochs if self.epochs is not None else 5)
+        return -(-epochs * batches_per_epoch // n_critic)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -113,6 +125,22 @@ def _write_text(path: Path, text: str) -> None:
 def _seed_for(seed: int, purpose: int) -> int:
     """Independent streams from one seed: the loader, fixed noise, sampling noise..."""
     return int(np.random.SeedSequence([seed, purpose]).generate_state(1)[0])
+
+
+def make_config_loss(config: TrainConfig) -> GANLoss:
+    """The GAN loss a config names, with its options; options of another loss are an error."""
+    if config.label_smoothing and config.loss != "bce":
+        raise ValueError(f"label_smoothing applies to the bce loss, not {config.loss!r}")
+    if config.gp_lambda != TrainConfig.gp_lambda and config.loss != "wgan-gp":
+        raise ValueError(f"gp_lambda applies to the wgan-gp loss, not {config.loss!r}")
+    options = {"bce": {"label_smoothing": config.label_smoothing},
+               "wgan-gp": {"gp_lambda": config.gp_lambda}}.get(config.loss, {})
+    return make_loss(config.loss, **options)
+
+
+def has_quality_metrics(dataset: str) -> bool:
+    """True for the datasets minigan.metrics has a classifier for (mnist, quickdraw:...)."""
+    return dataset.partition(":")[0].strip().lower() in ("mnist", "quickdraw")
 
 
 def load_images(config: TrainConfig) -> np.ndarray:
@@ -146,17 +174,20 @@ class Trainer:
         h, w = self.images.shape[1:3]
         self.image_shape = (1 if self.images.ndim == 3 else self.images.shape[3], h, w)
 
+        self.loss = loss if loss is not None else make_config_loss(config)
+        self.n_critic = int(config.n_critic if config.n_critic is not None
+                            else self.loss.n_critic)
+        if self.n_critic < 1:
+            raise ValueError(f"n_critic must be at least 1, got {self.n_critic}")
+        recipe = "wgan-gp" if self.loss.critic and config.recipe == "default" else config.recipe
         manual_seed(config.seed)
-        self.G, self.D, base = build(config.arch, self.image_shape, config.z_dim, config.recipe,
-                                     config.width)
+        self.G, self.D, base = build(config.arch, self.image_shape, config.z_dim, recipe,
+                                     config.width, critic=self.loss.critic)
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
                                                   config.beta1, config.batch_size)
         self.G.to(self.device)
         self.D.to(self.device)
         self.opt_g, self.opt_d = self.recipe.optimizers(self.G, self.D)
-        self.loss = loss if loss is not None else make_loss(
-            config.loss, **({"label_smoothing": config.label_smoothing}
-                            if config.loss == "bce" else {}))
         self.loader = DataLoader(self.images, self.recipe.batch_size, shuffle=True,
                                  drop_last=True, flip=config.flip,
                                  seed=_seed_for(config.seed, 1), device=self.device)
@@ -170,6 +201,10 @@ class Trainer:
         self._window: dict[str, float] = {}
         self._window_n = 0
         self._distance = None
+        self._quality: tuple | None = None       # (classifier, reference) once set up
+        self._quality_off = not (config.quality_every and has_quality_metrics(config.dataset))
+        self._collapse: str | None = None        # the latest warning, shown in the bar
+        self._bar = None
         self._stop_requested = False
         self._consistent = True
         self._saved_step = None
@@ -184,11 +219,13 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.loader)
+        """G steps per pass over the data (rounded up: with n_critic > 1, steps straddle
+        epochs)."""
+        return -(-len(self.loader) // self.n_critic)
 
     @property
     def total_steps(self) -> int:
-        return self.config.total_steps(self.steps_per_epoch)
+        return self.config.total_steps(len(self.loader), self.n_critic)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -254,7 +291,8 @@ class Trainer:
         if steps is not None:
             config.steps = int(steps)
         for key, value in changes.items():
-            if key not in ("progress", "log_every", "device", "checkpoint_every", "fd_every"):
+            if key not in ("progress", "log_every", "device", "checkpoint_every", "fd_every",
+                           "quality_every", "quality_samples", "log_internals"):
                 raise ValueError(f"cannot change {key!r} when resuming: it would change the "
                                  "computation")
             setattr(config, key, value)
@@ -264,23 +302,24 @@ class Trainer:
         return trainer
 
     # ---- one step ----------------------------------------------------------------------
-    def train_step(self, real) -> dict:
-        """One D update and one G update on a batch of real images (B, C, H, W)."""
-        G, D = self.G, self.D
-        z = randn(real.shape[0], self.config.z_dim, device=self.device)
-        fake = G(z)                                                 # (B, C, H, W)
+    def train_step(self, *reals) -> dict:
+        """One D update per real batch (B, C, H, W) given, then one G update.
 
-        self.opt_d.zero_grad()
-        real_logits = D(real)                                       # (B, 1)
-        fake_logits = D(fake.detach())                              # (B, 1)
-        loss_d = self.loss.d_loss(real_logits, fake_logits)
-        penalty = self.loss.penalty(D, real, fake.detach())
-        if penalty is not None:
-            loss_d = loss_d + penalty
-        stats = {"loss_d": loss_d.item()}
-        self._check_finite("loss_d", stats["loss_d"])
-        loss_d.backward()
-        self.opt_d.step()
+        D sees a fresh G(z) each time; G descends on D's verdict on the last one. The returned
+        statistics are means over the D updates.
+        """
+        G, D = self.G, self.D
+        sums: dict[str, float] = {}
+        for i, real in enumerate(reals):
+            z = randn(real.shape[0], self.config.z_dim, device=self.device)
+            if i == len(reals) - 1:
+                fake = G(z)                                         # (B, C, H, W)
+            else:
+                with no_grad():                                     # G's graph is not needed
+                    fake = G(z)
+            for k, v in self._d_step(real, fake).items():
+                sums[k] = sums.get(k, 0.0) + v
+        stats = {k: v / len(reals) for k, v in sums.items()}
 
         d_params = list(D.parameters())
         for p in d_params:                  # G's step needs gradients through D, not of D
@@ -295,11 +334,33 @@ class Trainer:
             for p in d_params:
                 p.requires_grad = True
         self.opt_g.step()
+        return stats
+
+    def _d_step(self, real, fake) -> dict:
+        """One D update on a real batch and a batch of G(z) (detached)."""
+        D = self.D
+        self.opt_d.zero_grad()
+        real_logits = D(real)                                       # (B, 1)
+        fake_logits = D(fake.detach())                              # (B, 1)
+        loss_d = self.loss.d_loss(real_logits, fake_logits)
+        stats = {}
+        penalty = self.loss.penalty(D, real, fake.detach())
+        if penalty is not None:
+            stats["gp"] = penalty.item()
+            loss_d = loss_d + penalty
+        stats["loss_d"] = loss_d.item()
+        self._check_finite("loss_d", stats["loss_d"])
+        loss_d.backward()
+        self.opt_d.step()
 
         r = backend.to_numpy(real_logits.data).astype(np.float64)
         f = backend.to_numpy(fake_logits.data).astype(np.float64)
-        stats.update(acc_real=float(np.mean(r > 0)), acc_fake=float(np.mean(f < 0)),
-                     d_x=float(np.mean(_sigmoid(r))), d_g_z=float(np.mean(_sigmoid(f))))
+        if self.loss.critic:                # scores, not logits: no accuracy, no sigmoid
+            stats.update(critic_real=float(r.mean()), critic_fake=float(f.mean()),
+                         wasserstein=float(r.mean() - f.mean()))
+        else:
+            stats.update(acc_real=float(np.mean(r > 0)), acc_fake=float(np.mean(f < 0)),
+                         d_x=float(np.mean(_sigmoid(r))), d_g_z=float(np.mean(_sigmoid(f))))
         return stats
 
     def _check_finite(self, name: str, value: float) -> None:
@@ -325,25 +386,20 @@ class Trainer:
                   "--epochs or --steps with --resume to train longer")
             self._t0 = None
             return self.summary()
-        bar = _progress_bar(total, self.step, self.config.progress)
+        bar = self._bar = _progress_bar(total, self.step, self.config.progress)
         old_handler = self._install_sigint()
         try:
             if self.epoch > self.epochs_drawn:   # stopped between an epoch and its grid
                 self._end_of_epoch()
+            batches = self._batches()
             while self.step < total:
                 self._consistent = False
-                it = iter(self.loader)
-                for real in it:
-                    stats = self.train_step(real)
-                    self.step += 1
-                    self._consistent = True
-                    self._after_step(stats, bar)
-                    if self._stop_requested:
-                        raise KeyboardInterrupt
-                    if self.step >= total:
-                        break
-                    self._consistent = False
+                stats = self.train_step(*(next(batches) for _ in range(self.n_critic)))
+                self.step += 1
                 self._consistent = True
+                self._after_step(stats, bar)
+                if self._stop_requested:
+                    raise KeyboardInterrupt
                 if self.epoch > self.epochs_drawn:
                     self._end_of_epoch()
             if self._window_n:
@@ -365,6 +421,7 @@ class Trainer:
                 f"python -m minigan train --resume {self.out}", path) from None
         finally:
             bar.close()
+            self._bar = None
             self._restore_sigint(old_handler)
             self.elapsed, self._t0 = self._seconds(), None
         return self.summary()
@@ -375,25 +432,33 @@ class Trainer:
                 "samples": str(self.out / "samples"), "gif": str(self.out / "progress.gif"),
                 "curves": str(self.out / "curves.png"), "metrics": str(self.out / "metrics.jsonl")}
 
+    def _batches(self):
+        """Real batches without end, one epoch after another (the loader counts epochs)."""
+        while True:
+            yield from self.loader
+
     def _after_step(self, stats: dict, bar) -> None:
         for k, v in stats.items():
             self._window[k] = self._window.get(k, 0.0) + v
         self._window_n += 1
         bar.update(1)
-        epoch = (self.step - 1) // self.steps_per_epoch + 1
-        bar.set_postfix_str(f"epoch {epoch} D {stats['loss_d']:.3f} "
-                            f"G {stats['loss_g']:.3f} D(x) {stats['d_x']:.2f} "
-                            f"D(G(z)) {stats['d_g_z']:.2f}", refresh=False)
+        epoch = self.epoch + (self.loader._batch > 0)
+        if self.loss.critic:
+            what = f"W {stats['wasserstein']:.3f} GP {stats.get('gp', 0.0):.3f}"
+        else:
+            what = f"D(x) {stats['d_x']:.2f} D(G(z)) {stats['d_g_z']:.2f}"
+        note = f" | {self._collapse}" if self._collapse else ""
+        bar.set_postfix_str(f"epoch {epoch} D {stats['loss_d']:.3f} G {stats['loss_g']:.3f} "
+                            f"{what}{note}", refresh=False)
         if self.step % self.config.log_every == 0:
-            self._log()
+            self._log(**(self.internals() if self.config.log_internals else {}))
         if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
             self.save_checkpoint()
         for fn in self.callbacks:
             fn(self, stats)
 
     def _log(self, **extra) -> None:
-        record = {"step": self.step, "epoch": self.epoch + self.loader._batch /
-                  self.steps_per_epoch}
+        record = {"step": self.step, "epoch": self.epoch + self.loader._batch / len(self.loader)}
         n = self._window_n
         if n:
             record.update({k: v / n for k, v in self._window.items()})
@@ -404,14 +469,96 @@ class Trainer:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def internals(self) -> dict:
+        """L2 norms of every parameter of G and D and of its latest gradient, and the totals
+        per net: {'grad_norm/G.0.weight': ..., 'weight_norm/D': ...}. D's gradients are from
+        its last update of the step, G's from its update."""
+        out = {}
+        for net_name, net in (("G", self.G), ("D", self.D)):
+            total = {"grad_norm": 0.0, "weight_norm": 0.0}
+            for name, p in net.named_parameters():
+                for key, a in (("grad_norm", None if p.grad is None else p.grad.data),
+                               ("weight_norm", p.data)):
+                    sq = 0.0 if a is None else float((a.astype(np.float64) ** 2).sum())
+                    total[key] += sq
+                    out[f"{key}/{net_name}.{name}"] = math.sqrt(sq)
+            for key, sq in total.items():
+                out[f"{key}/{net_name}"] = math.sqrt(sq)
+        return out
+
     def _end_of_epoch(self) -> None:
         self._draw(f"epoch_{self.epoch:03d}.png")
         self.epochs_drawn = self.epoch
-        every = self.config.fd_every
-        if every and self.epoch % every == 0:
-            self._log(fd=round(self.frechet_distance(), 4))
+        extra = {}
+        if self.config.fd_every and self.epoch % self.config.fd_every == 0:
+            extra["fd"] = round(self.frechet_distance(), 4)
+        if (not self._quality_off and self.epoch % self.config.quality_every == 0
+                and self._quality_ready()):
+            extra.update(self._quality_record())
+        if extra:
+            self._log(**extra)
         self._refresh_pictures()
         self.save_checkpoint()
+
+    def _quality_ready(self) -> bool:
+        """Load the dataset's classifier and real statistics once; turn the metrics off with a
+        note when they cannot be had (e.g. Quick Draw with a single category on disk)."""
+        if self._quality is None:
+            from .. import metrics
+            from ..data import DataNotFoundError
+
+            dataset, root = self.config.dataset, self.config.data_root
+            try:
+                model = metrics.classifier(dataset, root, device=self.device)
+                self._quality = (model, metrics.reference(dataset, root, model))
+            except (ValueError, DataNotFoundError) as e:
+                self._quality_off = True
+                self._write(f"classifier metrics are off for this run: {e}")
+                return False
+        return True
+
+    def quality(self, n: int | None = None) -> dict:
+        """`metrics.evaluate` of n samples (default `quality_samples`) from fixed noise, against
+        the training images of the dataset, through its classifier."""
+        from .. import metrics
+
+        if not self._quality_ready():
+            raise ValueError(f"no classifier metrics for dataset {self.config.dataset!r}")
+        n = int(n or self.config.quality_samples)
+        z = np.random.default_rng(_seed_for(self.config.seed, 5)).standard_normal(
+            (n, self.config.z_dim), dtype=np.float32)
+        model, ref = self._quality
+        return metrics.evaluate(self.sample(z), self.config.dataset, model=model, real=ref,
+                                seed=self.config.seed)
+
+    def _quality_record(self) -> dict:
+        """The metrics.jsonl fields of `quality()`, with a 'collapse' warning when one fires
+        (never at the end of the first epoch: an untrained G is collapsed by design)."""
+        from .. import metrics
+
+        m = self.quality()
+        record = {"fd_cls": round(m["fd"], 4), "modes": m["modes"],
+                  "num_classes": m["num_classes"]}
+        for key in ("kl", "confidence", "diversity", "nn_diversity", "class_entropy_ratio"):
+            record[key] = round(m[key], 4) if math.isfinite(m[key]) else None
+        record["class_hist"] = [round(h, 4) for h in m["histogram"]]
+        self._collapse = metrics.collapse_warning(m) if self.epoch > 1 else None
+        if self._collapse:
+            record["collapse"] = self._collapse
+            self._write(f"epoch {self.epoch}: {self._collapse}", always=True)
+        else:
+            self._write(f"epoch {self.epoch}: classifier FD {m['fd']:.2f}, {m['modes']} of "
+                        f"{m['num_classes']} classes covered, diversity {m['diversity']:.2f}")
+        return record
+
+    def _write(self, message: str, always: bool = False) -> None:
+        """A line above the progress bar (shown with the bar, or always)."""
+        if not (always or self.config.progress):
+            return
+        if self._bar is not None:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
 
     def frechet_distance(self, n: int = 512) -> float:
         """Pixel-PCA Frechet distance from n samples of G to the training images."""
@@ -438,8 +585,10 @@ class Trainer:
         if frames:
             viz.save_gif(frames, self.out / "progress.gif", duration_ms=300)
         if self.records:
-            viz.plot_curves(self.records, self.out / "curves.png",
-                            title=f"{self.config.arch} on {self.config.dataset}")
+            marks = [r["step"] for r in self.records if r.get("collapse")]
+            viz.plot_curves(self.records, self.out / "curves.png", marks=marks,
+                            title=f"{self.config.arch} on {self.config.dataset}"
+                                  f"{f' ({self.loss.name})' if self.loss.name != 'bce' else ''}")
 
     def _seconds(self) -> float:
         t0 = getattr(self, "_t0", None)
@@ -454,6 +603,7 @@ class Trainer:
                         "argv": sys.argv})
         doc = {"config": asdict(self.config), "seed": self.config.seed,
                "recipe": self.recipe.to_dict(), "loss": self.loss.config(),
+               "n_critic": self.n_critic,
                "image_shape": list(self.image_shape), "num_images": len(self.images),
                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
                "versions": versions(), "sessions": history}
@@ -530,5 +680,5 @@ def train(config: TrainConfig | None = None, overwrite: bool = False, **options)
     return Trainer(config or TrainConfig(**options), overwrite=overwrite).fit()
 
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "TrainingInterrupted", "load_images",
-           "train", "versions"]
+__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "TrainingInterrupted",
+           "has_quality_metrics", "load_images", "make_config_loss", "train", "versions"]
