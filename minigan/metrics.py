@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend, nn, optim
+from .atomic import atomic_open
 from .autograd import Tensor, no_grad
 from .data import datasets
 from .data.download import data_root
@@ -435,17 +435,8 @@ def atomic_save_npz(path: str | os.PathLike, arrays: dict) -> Path:
     """np.savez to a fresh temp file beside `path`, then os.replace: readers never see a
     partial file, and a failure leaves any previous file untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
     return path
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_open
+
 _META = "__meta__"
 
 
@@ -58,22 +60,13 @@ def _write(f, arrays: dict) -> None:
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write `state` (nested dicts/lists of arrays and JSON values) to `path` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict = {}
     meta = _split(state, arrays, "")
     if _META in arrays:
         raise ValueError(f"{_META!r} is reserved in checkpoints")
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            _write(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        _write(f, arrays)
     return path
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend, manual_seed, no_grad, randn, viz
+from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distance import PixelFrechet
@@ -117,9 +118,8 @@ def versions() -> dict:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def _seed_for(seed: int, purpose: int) -> int:
