@@ -14,6 +14,10 @@ def parser(description: str, epochs: int, out: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=out, help=f"run folder (default {out})")
     p.add_argument("--restart", action="store_true",
                    help="start over even if the run folder holds a checkpoint")
+    p.add_argument("--quality-every", type=int, default=0, metavar="N",
+                   help="score 2,000 samples with a small classifier every N epochs (FD, modes, "
+                        "collapse warning); the first use trains the classifier, minutes on a "
+                        "CPU. Default 0: off (python -m minigan eval RUN scores a finished run)")
     return p
 
 

@@ -27,7 +27,7 @@ def main() -> None:
     config = TrainConfig(
         dataset=f"quickdraw:{args.category}", limit=args.limit or None,
         arch="dcgan", width=32,     # the TensorFlow tutorial's nets at half width: 4x cheaper
-        epochs=args.epochs, out=args.out, seed=0,
+        epochs=args.epochs, out=args.out, seed=0, quality_every=args.quality_every,
     )
     run(config, args.restart)
 

@@ -17,7 +17,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="use the first N digits")
     args = p.parse_args()
     config = TrainConfig(dataset="mnist", limit=args.limit, arch="dcgan", epochs=args.epochs,
-                         out=args.out, seed=0)
+                         out=args.out, seed=0, quality_every=args.quality_every)
     run(config, args.restart)
 
 
