@@ -1,5 +1,7 @@
 """Modules and layers (as torch.nn)."""
 
+import sys
+
 from .. import functional
 from . import init
 from .layers import (
@@ -25,3 +27,6 @@ __all__ = [
     "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "Unflatten",
     "Upsample", "functional", "init",
 ]
+
+# `import minigan.nn.functional as F` works as it does in PyTorch: the same module object.
+sys.modules[__name__ + ".functional"] = functional

@@ -179,3 +179,11 @@ def test_load_state_dict_from_torch_if_installed():
     tnet.eval(), net.eval()
     assert_close(net(mg.tensor(x)).data, tnet(torch.tensor(x)).detach().numpy(), 1e-10, 1e-12,
                  "the same state dict gives the same function")
+
+
+def test_nn_functional_is_importable_as_in_pytorch():
+    import importlib
+
+    import minigan.functional
+
+    assert importlib.import_module("minigan.nn.functional") is minigan.functional
