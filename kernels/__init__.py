@@ -13,5 +13,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._dispatch import on_device  # noqa: E402
+from ._memory import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
 
 __all__ = ["on_device"]

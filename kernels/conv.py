@@ -27,33 +27,46 @@ def _inside(j, pw, sw, w, ow):
 
 @njit(parallel=True, cache=True)
 def _im2col_cpu(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
+    """One work item per (c, n) plane, c-major, so a thread's consecutive items write
+    consecutive stretches of the same column rows; every entry is written once (no prior fill)."""
     n_, c_, h, w = x.shape
     p = oh * ow
     zero = x.dtype.type(0)
-    for r in prange(c_ * kh * kw):
-        c = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        lo, hi = _inside(j, pw, sw, w, ow)
-        for n in range(n_):
-            for oy in range(oh):
-                iy = oy * sh - ph + i
-                dst = n * p + oy * ow
-                if iy < 0 or iy >= h:
-                    col[r, dst:dst + ow] = zero
-                    continue
-                col[r, dst:dst + lo] = zero
-                for ox in range(lo, hi):
-                    col[r, dst + ox] = x[n, c, iy, ox * sw - pw + j]
-                col[r, dst + hi:dst + ow] = zero
+    for item in prange(c_ * n_):
+        c = item // n_
+        n = item - c * n_
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                lo, hi = _inside(j, pw, sw, w, ow)
+                for oy in range(oh):
+                    iy = oy * sh - ph + i
+                    d = n * p + oy * ow
+                    if iy < 0 or iy >= h:
+                        for ox in range(ow):
+                            col[r, d + ox] = zero
+                        continue
+                    for ox in range(lo):
+                        col[r, d + ox] = zero
+                    for ox in range(lo, hi):
+                        col[r, d + ox] = x[n, c, iy, ox * sw - pw + j]
+                    for ox in range(hi, ow):
+                        col[r, d + ox] = zero
+
 
 @njit(parallel=True, cache=True)
 def _col2im_cpu(col, x, kh, kw, sh, sw, ph, pw, oh, ow):
+    """One work item per (c, n) image plane, which only that item writes (zeroed here first,
+    so x may come from np.empty); c-major so a thread reads consecutive stretches of col."""
     n_, c_, h, w = x.shape
     p = oh * ow
-    for nc in prange(n_ * c_):  # each (n, c) plane is written by one thread only
-        n = nc // c_
-        c = nc % c_
+    zero = x.dtype.type(0)
+    for item in prange(c_ * n_):
+        c = item // n_
+        n = item - c * n_
+        for iy in range(h):
+            for ix in range(w):
+                x[n, c, iy, ix] = zero
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
@@ -79,7 +92,7 @@ def im2col(x, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int, ow:
 @on_device
 def col2im(col, shape, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int, ow: int):
     """The adjoint of im2col: (C*kh*kw, N*oh*ow) -> (N, C, H, W), overlaps summed."""
-    x = np.zeros(shape, col.dtype)
+    x = np.empty(shape, col.dtype)  # every plane is zeroed by its own work item
     _col2im_cpu(np.ascontiguousarray(col), x, kh, kw, sh, sw, ph, pw, oh, ow)
     return x
 
