@@ -74,6 +74,9 @@ class TrainConfig:
     gp_lambda: float = 10.0             # wgan-gp only: weight of the gradient penalty
     n_critic: int | None = None         # D steps per G step (None: the loss's own, 5 for wgan-gp)
     log_every: int = 10                 # steps per metrics line (values are window means)
+    host_every: int | None = None       # steps between reads of the logged scalars on the host
+                                        # (None: 1 on the CPU, log_every on a GPU, so a GPU
+                                        # step never waits for the device)
     log_internals: bool = False         # also log gradient and weight norms of every parameter
     checkpoint_every: int = 0           # steps; 0 = at the end of every epoch only
     fd_every: int = 1                   # epochs between pixel Frechet distances; 0 = never
@@ -157,7 +160,13 @@ class Trainer:
     """Build everything a run needs from a TrainConfig; `fit()` trains and writes RUN/.
 
     `images` (uint8) replaces loading `config.dataset`; `loss` replaces `config.loss`;
-    `callbacks` are called as fn(trainer, stats) after every step.
+    `callbacks` are called as fn(trainer, stats) after every step; the values of `stats` are
+    0-d arrays on the training device (float(v) reads one, waiting for the device).
+
+    The logged scalars (losses, D's accuracy, ...) stay on the device as 0-d arrays and are
+    read on the host in one transfer every `host_every` steps, at each metrics line, before
+    every checkpoint and at the end of an epoch; that read is where a non-finite loss is
+    caught, and it names the exact step. On the CPU the default reads every step.
     """
 
     def __init__(self, config: TrainConfig, images: np.ndarray | None = None,
@@ -200,6 +209,9 @@ class Trainer:
         self.records: list[dict] = []
         self._window: dict[str, float] = {}
         self._window_n = 0
+        self._pending: list[tuple[int, dict]] = []   # (step, stats) not yet read on the host
+        self.host_every = int(config.host_every or (1 if self.device == "cpu"
+                                                    else max(1, config.log_every)))
         self._distance = None
         self._quality: tuple | None = None       # (classifier, reference) once set up
         self._quality_off = not (config.quality_every and has_quality_metrics(config.dataset))
@@ -232,6 +244,7 @@ class Trainer:
         return self.out / "checkpoints" / "last.npz"
 
     def state_dict(self) -> dict:
+        self._read_pending()
         return {"format": 1, "step": self.step, "epoch": self.epoch,
                 "epochs_drawn": self.epochs_drawn, "elapsed": self._seconds(),
                 "G": dict(self.G.state_dict()), "D": dict(self.D.state_dict()),
@@ -256,6 +269,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         """Write RUN/checkpoints/last.npz (atomically), refusing non-finite weights."""
+        self._read_pending()                 # a non-finite loss since the last read stops here
         for name, net in (("G", self.G), ("D", self.D)):
             for pname, p in net.named_parameters():
                 if not np.isfinite(backend.to_numpy(p.data)).all():
@@ -291,8 +305,8 @@ class Trainer:
         if steps is not None:
             config.steps = int(steps)
         for key, value in changes.items():
-            if key not in ("progress", "log_every", "device", "checkpoint_every", "fd_every",
-                           "quality_every", "quality_samples", "log_internals"):
+            if key not in ("progress", "log_every", "host_every", "device", "checkpoint_every",
+                           "fd_every", "quality_every", "quality_samples", "log_internals"):
                 raise ValueError(f"cannot change {key!r} when resuming: it would change the "
                                  "computation")
             setattr(config, key, value)
@@ -309,7 +323,7 @@ class Trainer:
         statistics are means over the D updates.
         """
         G, D = self.G, self.D
-        sums: dict[str, float] = {}
+        sums: dict = {}
         for i, real in enumerate(reals):
             z = randn(real.shape[0], self.config.z_dim, device=self.device)
             if i == len(reals) - 1:
@@ -318,8 +332,8 @@ class Trainer:
                 with no_grad():                                     # G's graph is not needed
                     fake = G(z)
             for k, v in self._d_step(real, fake).items():
-                sums[k] = sums.get(k, 0.0) + v
-        stats = {k: v / len(reals) for k, v in sums.items()}
+                sums[k] = sums[k] + v if k in sums else v
+        stats = {k: v / len(reals) if len(reals) > 1 else v for k, v in sums.items()}
 
         d_params = list(D.parameters())
         for p in d_params:                  # G's step needs gradients through D, not of D
@@ -327,8 +341,7 @@ class Trainer:
         try:
             self.opt_g.zero_grad()
             loss_g = self.loss.g_loss(D(fake))
-            stats["loss_g"] = loss_g.item()
-            self._check_finite("loss_g", stats["loss_g"])
+            stats["loss_g"] = loss_g.data.astype("float64")
             loss_g.backward()
         finally:
             for p in d_params:
@@ -346,30 +359,64 @@ class Trainer:
         stats = {}
         penalty = self.loss.penalty(D, real, fake.detach())
         if penalty is not None:
-            stats["gp"] = penalty.item()
+            stats["gp"] = penalty.data.astype("float64")
             loss_d = loss_d + penalty
-        stats["loss_d"] = loss_d.item()
-        self._check_finite("loss_d", stats["loss_d"])
+        stats["loss_d"] = loss_d.data.astype("float64")
         loss_d.backward()
         self.opt_d.step()
 
-        r = backend.to_numpy(real_logits.data).astype(np.float64)
-        f = backend.to_numpy(fake_logits.data).astype(np.float64)
+        # All on the device (0-d arrays): reading them here would wait for the GPU every step.
+        r = real_logits.data.astype("float64")
+        f = fake_logits.data.astype("float64")
         if self.loss.critic:                # scores, not logits: no accuracy, no sigmoid
-            stats.update(critic_real=float(r.mean()), critic_fake=float(f.mean()),
-                         wasserstein=float(r.mean() - f.mean()))
+            stats.update(critic_real=r.mean(), critic_fake=f.mean(),
+                         wasserstein=r.mean() - f.mean())
         else:
-            stats.update(acc_real=float(np.mean(r > 0)), acc_fake=float(np.mean(f < 0)),
-                         d_x=float(np.mean(_sigmoid(r))), d_g_z=float(np.mean(_sigmoid(f))))
+            stats.update(acc_real=(r > 0).mean(), acc_fake=(f < 0).mean(),
+                         d_x=_sigmoid(r).mean(), d_g_z=_sigmoid(f).mean())
         return stats
 
-    def _check_finite(self, name: str, value: float) -> None:
+    def _read_pending(self) -> None:
+        """Read the stats of the steps since the last read (one transfer), check that every
+        loss is finite, and add them to the metrics window and the progress bar."""
+        if not self._pending:
+            return
+        keys = [(i, k) for i, (_, st) in enumerate(self._pending) for k in st]
+        xp = backend.array_module(self._pending[0][1][keys[0][1]])
+        values = backend.to_numpy(xp.stack([self._pending[i][1][k].reshape(())
+                                             for i, k in keys])).tolist()
+        host = [{} for _ in self._pending]
+        for (i, k), v in zip(keys, values):
+            host[i][k] = v
+        steps = [step for step, _ in self._pending]
+        self._pending = []
+        for step, stats in zip(steps, host):
+            for name in ("loss_d", "loss_g"):
+                self._check_finite(name, stats[name], step)
+            for k, v in stats.items():
+                self._window[k] = self._window.get(k, 0.0) + v
+            self._window_n += 1
+        self._show(host[-1])
+
+    def _show(self, stats: dict) -> None:
+        epoch = self.epoch + (self.loader._batch > 0)
+        if self.loss.critic:
+            what = f"W {stats['wasserstein']:.3f} GP {stats.get('gp', 0.0):.3f}"
+        else:
+            what = f"D(x) {stats['d_x']:.2f} D(G(z)) {stats['d_g_z']:.2f}"
+        note = f" | {self._collapse}" if self._collapse else ""
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"epoch {epoch} D {stats['loss_d']:.3f} "
+                                      f"G {stats['loss_g']:.3f} {what}{note}", refresh=False)
+
+    def _check_finite(self, name: str, value: float, step: int) -> None:
         if math.isfinite(value):
             return
         kept = (f"the last good checkpoint, {self.checkpoint_path}, is kept"
                 if self.checkpoint_path.is_file() else "no checkpoint had been written yet")
+        epoch = (step - 1) // self.steps_per_epoch + 1
         raise NonFiniteLossError(
-            f"{name} became {value} at step {self.step + 1} (epoch {self.epoch + 1}); training "
+            f"{name} became {value} at step {step} (epoch {epoch}); training "
             f"stopped and {kept}. Try a lower learning rate (--lr), another --seed, or "
             "--label-smoothing 0.1")
 
@@ -402,6 +449,7 @@ class Trainer:
                     raise KeyboardInterrupt
                 if self.epoch > self.epochs_drawn:
                     self._end_of_epoch()
+            self._read_pending()
             if self._window_n:
                 self._log()
             if self._last_grid is None or self._last_grid[0] != self.step:
@@ -438,18 +486,10 @@ class Trainer:
             yield from self.loader
 
     def _after_step(self, stats: dict, bar) -> None:
-        for k, v in stats.items():
-            self._window[k] = self._window.get(k, 0.0) + v
-        self._window_n += 1
+        self._pending.append((self.step, stats))
         bar.update(1)
-        epoch = self.epoch + (self.loader._batch > 0)
-        if self.loss.critic:
-            what = f"W {stats['wasserstein']:.3f} GP {stats.get('gp', 0.0):.3f}"
-        else:
-            what = f"D(x) {stats['d_x']:.2f} D(G(z)) {stats['d_g_z']:.2f}"
-        note = f" | {self._collapse}" if self._collapse else ""
-        bar.set_postfix_str(f"epoch {epoch} D {stats['loss_d']:.3f} G {stats['loss_g']:.3f} "
-                            f"{what}{note}", refresh=False)
+        if len(self._pending) >= self.host_every or self.step % self.config.log_every == 0:
+            self._read_pending()
         if self.step % self.config.log_every == 0:
             self._log(**(self.internals() if self.config.log_internals else {}))
         if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
@@ -487,6 +527,7 @@ class Trainer:
         return out
 
     def _end_of_epoch(self) -> None:
+        self._read_pending()
         self._draw(f"epoch_{self.epoch:03d}.png")
         self.epochs_drawn = self.epoch
         extra = {}
@@ -628,8 +669,8 @@ class Trainer:
             signal.signal(signal.SIGINT, old)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+def _sigmoid(x):
+    return 0.5 * (1.0 + backend.array_module(x).tanh(0.5 * x))
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

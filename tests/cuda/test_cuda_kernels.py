@@ -414,3 +414,34 @@ def test_kernels_run_on_cupys_current_stream():
         z = y + 0  # and the add behind the kernel
     s.synchronize()
     np.testing.assert_array_equal(backend.to_numpy(z), want)
+
+
+@needs_gpu
+def test_trainer_steps_between_host_reads_make_no_host_synchronisation(tmp_path):
+    """The Trainer's own step (D and G updates, the logged scalars, the progress bar) keeps its
+    statistics on the device until the read every `host_every` steps."""
+    cupyx = pytest.importorskip("cupyx")
+    from minigan.gan import TrainConfig, Trainer
+    config = TrainConfig(dataset="ellipses", limit=64, image_size=8, arch="dcgan", width=4,
+                         z_dim=8, batch_size=8, steps=2, out=str(tmp_path / "run"),
+                         progress=False, device="cuda", log_every=100, fd_every=0)
+    trainer = Trainer(config)
+    trainer.fit()                               # compiles every kernel, writes the first files
+    assert trainer.host_every == 100
+    batches = iter(trainer.loader)
+    reals = [next(batches) for _ in range(3)]
+    with cupyx.allow_synchronize(False):
+        for real in reals:
+            stats = trainer.train_step(real)
+            trainer.step += 1
+            trainer._after_step(stats, trainer._bar or _NoBar())
+    trainer._read_pending()
+    assert trainer._window_n == 3 and np.isfinite(trainer._window["loss_d"])
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix_str(self, *args, **kwargs):
+        pass

@@ -111,6 +111,42 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, qu
     assert all(np.isfinite(v).all() for v in state["G"].values())
 
 
+def test_a_non_finite_loss_read_late_still_names_its_step(tmp_path, quick_curves):
+    """With host reads every 5 steps (as on a GPU), the NaN of step 9 is caught at the read
+    after step 10, named exactly, and no checkpoint is written after it."""
+    trainer = Trainer(_config(tmp_path, log_every=5, host_every=5), loss=NaNAfter(9))
+    with pytest.raises(NonFiniteLossError) as e:
+        trainer.fit()
+    assert "loss_g became nan at step 9 " in str(e.value)
+    assert trainer.step == 10
+    assert load_checkpoint(trainer.checkpoint_path)["step"] == 6
+
+
+def test_reading_the_logged_scalars_late_logs_the_same_numbers(tmp_path, quick_curves):
+    """Stats kept on the device and read every 4 steps give the metrics lines of a read per
+    step, and the step loop itself reads nothing from the device in between."""
+    def lines(name, **changes):
+        Trainer(_config(tmp_path, name, log_every=3, fd_every=0, **changes)).fit()
+        return [json.loads(s) for s in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    every = lines("every", host_every=1)
+    late = lines("late", host_every=4)
+    assert len(every) == len(late) > 3
+    for a, b in zip(every, late):
+        a.pop("seconds"), b.pop("seconds")
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-12), k
+
+    reads = []
+    trainer = Trainer(_config(tmp_path, "counted", log_every=6, host_every=6, fd_every=0))
+    original = trainer._read_pending
+    trainer._read_pending = lambda: (reads.append(trainer.step), original())[1]
+    trainer.fit()
+    # only at the metrics lines and epoch ends, which both fall every 6 steps here
+    assert reads and [s for s in reads if s % 6] == []
+
+
 def test_non_finite_weights_are_never_saved(tmp_path, quick_curves):
     trainer = Trainer(_config(tmp_path, steps=3))
     trainer.fit()
