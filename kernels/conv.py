@@ -1,8 +1,11 @@
 """im2col / col2im: the convolution's data movement; the arithmetic is one BLAS GEMM.
 
-Layout: for input (N, C, H, W) and a kH x kW window, the column matrix has shape
-(C * kH * kW, N * oH * oW); row (c, i, j) holds pixel x[n, c, oy*sH - pH + i, ox*sW - pW + j]
-for every output position (n, oy, ox), zero where the window hangs over the padding.
+Layout: images are channel-major with the batch innermost, (C, H, W, N); for a kH x kW window
+the column matrix has shape (C * kH * kW, oH * oW * N): row (c, i, j), column (oy, ox, n) holds
+pixel x[c, oy*sH - pH + i, ox*sW - pW + j, n], zero where the window hangs over the padding.
+With the batch innermost, every copy and every sum below runs over N (stride 1: over a whole
+row of the window, (hi - lo) * N) consecutive elements on both sides, instead of one short
+image row at a time: 3-7x faster than the (N, C, H, W) / (n, oy, ox) layout at batch 64-256.
 """
 
 from __future__ import annotations
@@ -27,82 +30,114 @@ def _inside(j, pw, sw, w, ow):
 
 @njit(parallel=True, cache=True)
 def _im2col_cpu(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
-    """One work item per (c, n) plane, c-major, so a thread's consecutive items write
-    consecutive stretches of the same column rows; every entry is written once (no prior fill)."""
-    n_, c_, h, w = x.shape
-    p = oh * ow
+    """One work item per column-matrix row (c, i, j); every entry is written once."""
+    c_, h, w, n_ = x.shape
     zero = x.dtype.type(0)
-    for item in prange(c_ * n_):
-        c = item // n_
-        n = item - c * n_
-        for i in range(kh):
-            for j in range(kw):
-                r = (c * kh + i) * kw + j
-                lo, hi = _inside(j, pw, sw, w, ow)
-                for oy in range(oh):
-                    iy = oy * sh - ph + i
-                    d = n * p + oy * ow
-                    if iy < 0 or iy >= h:
-                        for ox in range(ow):
-                            col[r, d + ox] = zero
-                        continue
-                    for ox in range(lo):
-                        col[r, d + ox] = zero
-                    for ox in range(lo, hi):
-                        col[r, d + ox] = x[n, c, iy, ox * sw - pw + j]
-                    for ox in range(hi, ow):
-                        col[r, d + ox] = zero
+    for r in prange(c_ * kh * kw):
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        lo, hi = _inside(j, pw, sw, w, ow)
+        for oy in range(oh):
+            iy = oy * sh - ph + i
+            d = oy * ow * n_
+            if iy < 0 or iy >= h:
+                for t in range(ow * n_):
+                    col[r, d + t] = zero
+                continue
+            for t in range(lo * n_):
+                col[r, d + t] = zero
+            for ox in range(lo, hi):
+                ix = ox * sw - pw + j
+                e = d + ox * n_
+                for n in range(n_):
+                    col[r, e + n] = x[c, iy, ix, n]
+            for t in range(hi * n_, ow * n_):
+                col[r, d + t] = zero
 
 
 @njit(parallel=True, cache=True)
 def _col2im_cpu(col, x, kh, kw, sh, sw, ph, pw, oh, ow):
-    """One work item per (c, n) image plane, which only that item writes (zeroed here first,
-    so x may come from np.empty); c-major so a thread reads consecutive stretches of col."""
-    n_, c_, h, w = x.shape
-    p = oh * ow
+    """One work item per image row (c, iy), which only that item writes (zeroed here first, so
+    x may come from np.empty); taps are added in (i, j) order, as the CUDA twin does."""
+    c_, h, w, n_ = x.shape
     zero = x.dtype.type(0)
-    for item in prange(c_ * n_):
-        c = item // n_
-        n = item - c * n_
-        for iy in range(h):
-            for ix in range(w):
-                x[n, c, iy, ix] = zero
+    for item in prange(c_ * h):
+        c = item // h
+        iy = item - c * h
+        for ix in range(w):
+            for n in range(n_):
+                x[c, iy, ix, n] = zero
         for i in range(kh):
+            ty = iy + ph - i
+            if ty < 0 or ty % sh != 0 or ty // sh >= oh:
+                continue
+            oy = ty // sh
             for j in range(kw):
                 r = (c * kh + i) * kw + j
                 lo, hi = _inside(j, pw, sw, w, ow)
-                for oy in range(oh):
-                    iy = oy * sh - ph + i
-                    if iy < 0 or iy >= h:
-                        continue
-                    src = n * p + oy * ow
-                    for ox in range(lo, hi):
-                        x[n, c, iy, ox * sw - pw + j] += col[r, src + ox]
+                for ox in range(lo, hi):
+                    ix = ox * sw - pw + j
+                    s = (oy * ow + ox) * n_
+                    for n in range(n_):
+                        x[c, iy, ix, n] += col[r, s + n]
 
 
 @on_device
 def im2col(x, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int, ow: int):
-    """(N, C, H, W) -> (C*kh*kw, N*oh*ow)."""
-    n, c = x.shape[:2]
-    col = np.empty((c * kh * kw, n * oh * ow), x.dtype)
+    """(C, H, W, N) -> (C*kh*kw, oh*ow*N)."""
+    c, n = x.shape[0], x.shape[3]
+    col = np.empty((c * kh * kw, oh * ow * n), x.dtype)
     _im2col_cpu(np.ascontiguousarray(x), col, kh, kw, sh, sw, ph, pw, oh, ow)
     return col
 
 
 @on_device
 def col2im(col, shape, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int, ow: int):
-    """The adjoint of im2col: (C*kh*kw, N*oh*ow) -> (N, C, H, W), overlaps summed."""
-    x = np.empty(shape, col.dtype)  # every plane is zeroed by its own work item
+    """The adjoint of im2col: (C*kh*kw, oh*ow*N) -> (C, H, W, N), overlaps summed."""
+    x = np.empty(shape, col.dtype)  # every row is zeroed by its own work item
     _col2im_cpu(np.ascontiguousarray(col), x, kh, kw, sh, sw, ph, pw, oh, ow)
     return x
 
 
+_TILE = 32  # transpose tile: 32 x 32 floats read and written while they sit in L1
+
+
+@njit(parallel=True, cache=True)
+def _transpose_cpu(a, out):
+    """out = a.T for a 2-D a, one tile a work item: (N, C*H*W) <-> (C*H*W, N) is the move
+    between PyTorch's (N, C, H, W) and the (C, H, W, N) layout above."""
+    r_, c_ = a.shape
+    tc = (c_ + _TILE - 1) // _TILE
+    for b in prange(((r_ + _TILE - 1) // _TILE) * tc):
+        r0 = (b // tc) * _TILE
+        c0 = (b % tc) * _TILE
+        for r in range(r0, min(r0 + _TILE, r_)):
+            for c in range(c0, min(c0 + _TILE, c_)):
+                out[c, r] = a[r, c]
+
+
+@on_device
+def transpose2d(a):
+    """A C-contiguous copy of a.T, for a 2-D array.
+
+    NumPy's own copy is the faster one for a wide `a` ((N, C*H*W): 3.1 ms against 4.1 ms for
+    256 x 6272 here) and 2-3x slower for a tall one ((C*H*W, N): 20.7 ms against 7.6 ms for
+    12544 x 256), so each direction takes the faster.
+    """
+    if a.shape[0] <= a.shape[1]:
+        return np.ascontiguousarray(a.T)
+    out = np.empty((a.shape[1], a.shape[0]), a.dtype)
+    _transpose_cpu(np.ascontiguousarray(a), out)
+    return out
+
+
 @_cuda.kernel("a4 a2 i i i i i i i i")
 def _im2col_cuda(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
-    """One thread per column-matrix entry; consecutive threads write consecutive columns."""
-    n_, _, h, w = x.shape
-    p = oh * ow
-    q_ = n_ * p
+    """One thread per column-matrix entry; consecutive threads take consecutive n, so reads of
+    x and writes of col are both coalesced."""
+    _, h, w, n_ = x.shape
+    q_ = oh * ow * n_
     zero = x.dtype.type(0)
     for e in range(cuda.grid(1), col.size, cuda.gridsize(1)):
         r = e // q_
@@ -110,31 +145,31 @@ def _im2col_cuda(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
-        n = q // p
-        oy = (q // ow) % oh
-        ox = q % ow
+        n = q % n_
+        pix = q // n_
+        oy = pix // ow
+        ox = pix - oy * ow
         iy = oy * sh - ph + i
         ix = ox * sw - pw + j
         v = zero
         if 0 <= iy < h and 0 <= ix < w:
-            v = x[n, c, iy, ix]
+            v = x[c, iy, ix, n]
         col[r, q] = v
 
 
 @_cuda.kernel("a2 a4 i i i i i i i i")
 def _col2im_cuda(col, x, kh, kw, sh, sw, ph, pw, oh, ow):
-    """One thread per image pixel, gathering the column entries that land on it (no atomics).
+    """One thread per image element, gathering the column entries that land on it (no atomics).
 
     Pixel (iy, ix) receives window tap (i, j) of output (oy, ox) when oy*sh - ph + i = iy;
     taps are summed in the CPU twin's order, (i, j) row by row.
     """
-    _, c_, h, w = x.shape
-    p = oh * ow
+    c_, h, w, n_ = x.shape
     for e in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        ix = e % w
-        iy = (e // w) % h
-        c = (e // (w * h)) % c_
-        n = e // (w * h * c_)
+        n = e % n_
+        ix = (e // n_) % w
+        iy = (e // (n_ * w)) % h
+        c = e // (n_ * w * h)
         s = x.dtype.type(0)
         for i in range(kh):
             ty = iy + ph - i
@@ -145,8 +180,18 @@ def _col2im_cuda(col, x, kh, kw, sh, sw, ph, pw, oh, ow):
                 tx = ix + pw - j
                 if tx < 0 or tx % sw != 0 or tx // sw >= ow:
                     continue
-                s += col[(c * kh + i) * kw + j, n * p + oy * ow + tx // sw]
-        x[n, c, iy, ix] = s
+                s += col[(c * kh + i) * kw + j, ((oy * ow + tx // sw) * n_) + n]
+        x[c, iy, ix, n] = s
+
+
+@_cuda.kernel("a2 a2")
+def _transpose_cuda(a, out):
+    """One thread per output element: writes coalesced, reads strided (a cache-line apart)."""
+    r_ = a.shape[0]
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        c = e // r_
+        r = e - c * r_
+        out[c, r] = a[r, c]
 
 
 def _ints(*values):
@@ -157,8 +202,8 @@ def _ints(*values):
 def im2col_cuda(x, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, oh: int, ow: int):
     xp = backend.array_module(x)
     x = xp.ascontiguousarray(x)
-    n, c = x.shape[:2]
-    col = xp.empty((c * kh * kw, n * oh * ow), x.dtype)
+    c, n = x.shape[0], x.shape[3]
+    col = xp.empty((c * kh * kw, oh * ow * n), x.dtype)
     _cuda.for_each(_im2col_cuda, col.size, x, col, *_ints(kh, kw, sh, sw, ph, pw, oh, ow))
     return col
 
@@ -171,3 +216,13 @@ def col2im_cuda(col, shape, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
     x = xp.empty(shape, col.dtype)  # every pixel is written by the gather
     _cuda.for_each(_col2im_cuda, x.size, col, x, *_ints(kh, kw, sh, sw, ph, pw, oh, ow))
     return x
+
+
+@transpose2d.cuda
+def transpose2d_cuda(a):
+    xp = backend.array_module(a)
+    a = xp.ascontiguousarray(a)
+    out = xp.empty((a.shape[1], a.shape[0]), a.dtype)
+    if out.size:
+        _cuda.for_each(_transpose_cuda, out.size, a, out)
+    return out

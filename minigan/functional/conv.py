@@ -8,7 +8,6 @@ The three pieces are adjoint to one another, so each one's backward is made of t
 
 from __future__ import annotations
 
-from .. import backend
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from ..kernels import conv as K
 
@@ -28,16 +27,20 @@ def _out_size(h, k, s, p, name, what="input"):
     return o
 
 
+def _chwn(a):
+    """(N, C, H, W) -> (C, H, W, N), the layout of the column matrices (see kernels/conv.py)."""
+    n = a.shape[0]
+    return K.transpose2d(a.reshape(n, -1)).reshape(*a.shape[1:], n)
+
+
 def _rows(a):
-    """(N, C, H, W) -> (C, N*H*W), the layout the GEMMs want."""
-    xp = backend.array_module(a)
-    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(a.shape[1], -1)
+    """(N, C, H, W) -> (C, H*W*N): one row per channel, columns in the column matrices' order."""
+    return _chwn(a).reshape(a.shape[1], -1)
 
 
 def _nchw(y2, n, h, w):
-    """(C, N*H*W) -> (N, C, H, W)."""
-    xp = backend.array_module(y2)
-    return xp.ascontiguousarray(y2.reshape(-1, n, h, w).transpose(1, 0, 2, 3))
+    """(C, H*W*N) or (C, H, W, N) -> (N, C, H, W)."""
+    return K.transpose2d(y2.reshape(-1, n)).reshape(n, -1, h, w)
 
 
 class Conv2d(Function):
@@ -52,7 +55,8 @@ class Conv2d(Function):
         co, _, kh, kw = w.shape
         oh = _out_size(h, kh, sh, ph, "conv2d")
         ow = _out_size(wd, kw, sw, pw, "conv2d")
-        col = self.col if self.col is not None else K.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        col = (self.col if self.col is not None
+               else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow))
         self.col = col if is_grad_enabled() else None  # kept for the weight gradient
         return _nchw(w.reshape(co, -1) @ col, n, oh, ow)
 
@@ -92,14 +96,14 @@ class ConvTranspose2d(Function):
         if oh < 1 or ow < 1:
             raise ValueError(f"conv_transpose2d: output size ({oh}, {ow}) is not positive for "
                              f"input {tuple(x.shape)}, kernel {(kh, kw)}, padding {(ph, pw)}")
-        col = w.reshape(ci, -1).T @ _rows(x)  # (Cout*kh*kw, N*H*W)
-        return K.col2im(col, (n, co, oh, ow), kh, kw, sh, sw, ph, pw, h, wd)
+        col = w.reshape(ci, -1).T @ _rows(x)  # (Cout*kh*kw, H*W*N)
+        return _nchw(K.col2im(col, (co, oh, ow, n), kh, kw, sh, sw, ph, pw, h, wd), n, oh, ow)
 
     def backward(self, gy):
         x, w = self.inputs
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = w.shape[2:]
-        col = K.im2col(gy.data, kh, kw, sh, sw, ph, pw, *x.shape[2:])  # shared by both grads
+        col = K.im2col(_chwn(gy.data), kh, kw, sh, sw, ph, pw, *x.shape[2:])  # for both grads
         gx = gw = None
         if self.needs_input_grad[0]:
             gx = Conv2d(self.stride, self.padding, col)(gy, w)
@@ -118,7 +122,8 @@ class Conv2dGradWeight(Function):
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = self.w_shape[2:]
         oh, ow = gy.shape[2:]
-        col = self.col if self.col is not None else K.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        col = (self.col if self.col is not None
+               else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow))
         self.col = None
         return (_rows(gy) @ col.T).reshape(self.w_shape)
 

@@ -109,11 +109,12 @@ def test_leaky_relu(dev, dtype):
     assert dev.launched == {"_leaky_relu_cuda", "_leaky_relu_grad_cuda"}
 
 
-GEOMETRIES = [  # (N, C, H, W), (kh, kw), (sh, sw), (ph, pw)
-    ((2, 2, 5, 4), (3, 2), (2, 1), (1, 0)),
-    ((1, 1, 3, 3), (3, 3), (1, 1), (1, 1)),
-    ((1, 2, 4, 5), (1, 1), (2, 3), (0, 0)),
-    ((1, 1, 2, 2), (3, 3), (2, 2), (2, 1)),
+GEOMETRIES = [  # (C, H, W, N), (kh, kw), (sh, sw), (ph, pw)
+    ((2, 5, 4, 2), (3, 2), (2, 1), (1, 0)),
+    ((1, 3, 3, 1), (3, 3), (1, 1), (1, 1)),
+    ((2, 4, 5, 1), (1, 1), (2, 3), (0, 0)),
+    ((1, 2, 2, 1), (3, 3), (2, 2), (2, 1)),
+    ((3, 3, 3, 5), (2, 2), (1, 1), (1, 1)),
 ]
 
 
@@ -121,16 +122,24 @@ GEOMETRIES = [  # (N, C, H, W), (kh, kw), (sh, sw), (ph, pw)
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 def test_im2col_col2im(dev, dtype, geometry):
     shape, (kh, kw), (sh, sw), (ph, pw) = geometry
-    oh = (shape[2] + 2 * ph - kh) // sh + 1
-    ow = (shape[3] + 2 * pw - kw) // sw + 1
+    oh = (shape[1] + 2 * ph - kh) // sh + 1
+    ow = (shape[2] + 2 * pw - kw) // sw + 1
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(dtype)
     args = (kh, kw, sh, sw, ph, pw, oh, ow)
     close(dev.run(conv.im2col, x, *args), conv.im2col(x, *args), dtype, f"im2col {geometry}")
-    col = rng.standard_normal((shape[1] * kh * kw, shape[0] * oh * ow)).astype(dtype)
+    col = rng.standard_normal((shape[0] * kh * kw, oh * ow * shape[3])).astype(dtype)
     close(dev.run(conv.col2im, col, shape, *args), conv.col2im(col, shape, *args), dtype,
           f"col2im {geometry}")
     assert dev.launched == {"_im2col_cuda", "_col2im_cuda"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 70), (37, 5), (33, 65)], ids=str)
+def test_transpose2d(dev, dtype, shape):
+    a = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(dev.run(conv.transpose2d, a), a.T)
+    assert dev.launched == {"_transpose_cuda"}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -221,7 +230,7 @@ def test_every_kernel_has_a_case():
     covered = {"_leaky_relu_cuda", "_leaky_relu_grad_cuda", "_im2col_cuda", "_col2im_cuda",
                "_dropout_cuda", "_bn_forward_cuda", "_bn_backward_cuda", "_adam_cuda",
                "_rmsprop_cuda", "_sgd_cuda", "_bce_with_logits_cuda",
-               "_bce_with_logits_grad_cuda"}
+               "_bce_with_logits_grad_cuda", "_transpose_cuda"}
     assert covered == set(KERNELS), f"kernels without a test: {set(KERNELS) - covered}"
 
 

@@ -82,4 +82,4 @@ def test_registry_lists_every_kernel_and_every_cpu_kernel_has_a_cuda_twin():
                                   f"registered but not found: {registered - defined}"
     twins = {(m, n.removesuffix("_cpu") + "_cuda") for m, n in cpu}
     assert twins <= registered, f"CPU kernels without a CUDA twin: {twins - registered}"
-    assert len(KERNELS) == len(cpu) == 12
+    assert len(KERNELS) == len(cpu) == 13
