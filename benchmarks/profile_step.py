@@ -1,7 +1,8 @@
 """Where a minigan DCGAN training step spends its time, by part, from cProfile's own-time.
 
 Parts: im2col/col2im kernels; GEMM (time spent inside the conv/linear Functions' forward, which
-is the BLAS call, the kernels being counted apart); layout copies (ascontiguousarray/transpose);
+is the BLAS call, the kernels being counted apart); layout copies (ascontiguousarray and the
+(N, C, H, W) <-> (C, H, W, N) transpose kernel);
 batchnorm kernels; elementwise (activations, dropout, losses, arithmetic); optimizer kernels;
 everything else is Python overhead (graph bookkeeping, argument checks).
 
@@ -20,7 +21,8 @@ PARTS = [
     ("im2col/col2im", lambda f, fn: f.endswith("kernels/conv.py") and "col" in fn),
     ("GEMM", lambda f, fn: (f.endswith("functional/conv.py") and fn == "forward")
      or (f.endswith("functional/math.py") and fn == "forward")),
-    ("layout copies", lambda f, fn: "ascontiguousarray" in fn or "copy" in fn),
+    ("layout copies", lambda f, fn: "ascontiguousarray" in fn or "copy" in fn
+     or fn == "_transpose_cpu"),
     ("batchnorm", lambda f, fn: f.endswith("kernels/norm.py") and fn.startswith("_bn")),
     ("elementwise", lambda f, fn: (f.endswith(("kernels/activation.py", "kernels/dropout.py",
                                                "kernels/loss.py")) and fn.startswith("_"))
