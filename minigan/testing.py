@@ -46,6 +46,17 @@ def assert_close(got, want, rtol: float, atol: float, what: str) -> None:
                              f"expected {want[k]:.12g}")
 
 
+def training_state(trainer) -> dict:
+    """Everything an exact resume must restore, flat: G's and D's state_dict entries and both
+    optimizers' per-parameter state, keyed 'G.0.weight', 'opt_d.3.exp_avg', ..."""
+    out = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
+    out.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
+    for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):
+        for i, st in enumerate(opt.state_dict()["state"]):
+            out.update({f"{name}.{i}.{k}": v for k, v in st.items()})
+    return out
+
+
 def numeric_grad(f: Callable[[], float], a: np.ndarray, h: float) -> np.ndarray:
     """Central differences of the scalar f() with respect to every element of `a`, in place."""
     g = np.zeros(a.shape)

@@ -323,7 +323,7 @@ class Trainer:
         statistics are means over the D updates.
         """
         G, D = self.G, self.D
-        sums: dict = {}
+        sums: dict = {}                     # 0-d arrays on the device
         for i, real in enumerate(reals):
             z = randn(real.shape[0], self.config.z_dim, device=self.device)
             if i == len(reals) - 1:
@@ -332,8 +332,8 @@ class Trainer:
                 with no_grad():                                     # G's graph is not needed
                     fake = G(z)
             for k, v in self._d_step(real, fake).items():
-                sums[k] = sums[k] + v if k in sums else v
-        stats = {k: v / len(reals) if len(reals) > 1 else v for k, v in sums.items()}
+                sums[k] = sums.get(k, 0.0) + v
+        stats = {k: v / len(reals) for k, v in sums.items()}
 
         d_params = list(D.parameters())
         for p in d_params:                  # G's step needs gradients through D, not of D
@@ -381,22 +381,17 @@ class Trainer:
         loss is finite, and add them to the metrics window and the progress bar."""
         if not self._pending:
             return
-        keys = [(i, k) for i, (_, st) in enumerate(self._pending) for k in st]
-        xp = backend.array_module(self._pending[0][1][keys[0][1]])
-        values = backend.to_numpy(xp.stack([self._pending[i][1][k].reshape(())
-                                             for i, k in keys])).tolist()
-        host = [{} for _ in self._pending]
-        for (i, k), v in zip(keys, values):
-            host[i][k] = v
-        steps = [step for step, _ in self._pending]
+        flat = [v.reshape(()) for _, st in self._pending for v in st.values()]
+        values = iter(backend.to_numpy(backend.array_module(flat[0]).stack(flat)).tolist())
+        host = [(step, {k: next(values) for k in st}) for step, st in self._pending]
         self._pending = []
-        for step, stats in zip(steps, host):
+        for step, stats in host:
             for name in ("loss_d", "loss_g"):
                 self._check_finite(name, stats[name], step)
             for k, v in stats.items():
                 self._window[k] = self._window.get(k, 0.0) + v
             self._window_n += 1
-        self._show(host[-1])
+        self._show(host[-1][1])
 
     def _show(self, stats: dict) -> None:
         epoch = self.epoch + (self.loader._batch > 0)

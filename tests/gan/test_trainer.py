@@ -18,6 +18,7 @@ from minigan.gan import (
     load_checkpoint,
 )
 from minigan.gan import checkpoint as checkpoint_module
+from minigan.testing import training_state
 
 
 def _config(tmp_path, name="run", arch="dcgan", **changes) -> TrainConfig:
@@ -29,17 +30,8 @@ def _config(tmp_path, name="run", arch="dcgan", **changes) -> TrainConfig:
     return TrainConfig(**options)
 
 
-def _weights(trainer: Trainer) -> dict:
-    state = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
-    state.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
-    for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):
-        for i, st in enumerate(opt.state_dict()["state"]):
-            state.update({f"{name}.{i}.{k}": v for k, v in st.items()})
-    return state
-
-
 def _assert_identical(a: Trainer, b: Trainer) -> None:
-    wa, wb = _weights(a), _weights(b)
+    wa, wb = training_state(a), training_state(b)
     assert wa.keys() == wb.keys()
     for k in wa:
         assert np.array_equal(wa[k], wb[k]), (

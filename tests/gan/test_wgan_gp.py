@@ -18,6 +18,7 @@ from minigan.gan import (
     gradient_penalty,
     make_loss,
 )
+from minigan.testing import training_state
 
 
 def _f64(shape, seed):
@@ -156,15 +157,6 @@ def test_n_critic_counts_critic_steps_and_batches(tmp_path, quick_curves):
     assert two.opt_d.step_count == 8 and two.opt_g.step_count == 4
 
 
-def _state(trainer: Trainer) -> dict:
-    out = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
-    out.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
-    for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):
-        for i, st in enumerate(opt.state_dict()["state"]):
-            out.update({f"{name}.{i}.{k}": v for k, v in st.items()})
-    return out
-
-
 @pytest.mark.parametrize("stop", [1, 2])    # 1: inside epoch 1; 2: the step that crosses it
 def test_exact_resume_with_wgan_gp(tmp_path, quick_curves, stop):
     whole = Trainer(_config(tmp_path, "whole", steps=4))
@@ -175,7 +167,7 @@ def test_exact_resume_with_wgan_gp(tmp_path, quick_curves, stop):
     resumed = Trainer.resume(tmp_path / "part", steps=4)
     assert resumed.step == stop
     resumed.fit()
-    a, b = _state(whole), _state(resumed)
+    a, b = training_state(whole), training_state(resumed)
     assert a.keys() == b.keys()
     for k in a:
         assert np.array_equal(a[k], b[k]), f"{k} differs after resume at step {stop}"
