@@ -14,6 +14,7 @@ from minigan import backend
 from . import _cuda
 from ._cuda import cuda
 from ._dispatch import on_device
+from .layout import batch_last
 
 
 def _splitmix_uniform(key, i):
@@ -38,9 +39,31 @@ def _dropout_cpu(x, p, scale, key, y, mask):
         y[i] = x[i] * m
 
 
+@njit(parallel=True, cache=True)
+def _dropout_batch_last_cpu(x, p, scale, key, y, mask):
+    """x, y, mask: the (R, N) memory of batch-last (N, ...) arrays; element (r, n) is element
+    n * R + r of the (N, ...) array, and its fate is drawn by that index, as above."""
+    r_, n_ = x.shape
+    for r in prange(r_):
+        for n in range(n_):
+            keep = _uniform(key, n * r_ + r) >= p
+            m = scale if keep else 0.0
+            mask[r, n] = m
+            y[r, n] = x[r, n] * m
+
+
 @on_device
 def dropout(x, p: float, key: int):
-    """y = x * mask, mask = 1/(1-p) with probability 1-p else 0; returns (y, mask)."""
+    """y = x * mask, mask = 1/(1-p) with probability 1-p else 0; returns (y, mask), in x's
+    layout when x is batch-last (see layout.py), the mask the same for either layout."""
+    if batch_last(x):
+        nd, n = x.ndim, x.shape[0]
+        x2 = x.transpose(*range(1, nd), 0).reshape(-1, n)  # its memory, (R, N)
+        y, mask = np.empty_like(x2), np.empty_like(x2)
+        _dropout_batch_last_cpu(x2, p, x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y, mask)
+        back = (*x.shape[1:], n)
+        return (y.reshape(back).transpose(nd - 1, *range(nd - 1)),
+                mask.reshape(back).transpose(nd - 1, *range(nd - 1)))
     x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
     y = np.empty_like(x)
     mask = np.empty_like(x)
@@ -58,9 +81,31 @@ def _dropout_cuda(x, p, scale, key, y, mask):
         y[i] = x[i] * m
 
 
+@_cuda.kernel("a2 d f u a2 a2")
+def _dropout_batch_last_cuda(x, p, scale, key, y, mask):
+    """The (R, N) memory of batch-last arrays, as the CPU twin: element (r, n) is n * R + r."""
+    r_, n_ = x.shape
+    zero = x.dtype.type(0)
+    for e in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        r = e // n_
+        n = e - r * n_
+        m = scale if _uniform_cuda(key, n * r_ + r) >= p else zero
+        mask[r, n] = m
+        y[r, n] = x[r, n] * m
+
+
 @dropout.cuda
 def dropout_cuda(x, p: float, key: int):
     xp = backend.array_module(x)
+    if batch_last(x):
+        nd, n = x.ndim, x.shape[0]
+        x2 = x.transpose(*range(1, nd), 0).reshape(-1, n)
+        y, mask = xp.empty_like(x2), xp.empty_like(x2)
+        _cuda.for_each(_dropout_batch_last_cuda, x2.size, x2, float(p),
+                       x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y, mask)
+        back = (*x.shape[1:], n)
+        return (y.reshape(back).transpose(nd - 1, *range(nd - 1)),
+                mask.reshape(back).transpose(nd - 1, *range(nd - 1)))
     x = xp.ascontiguousarray(x)
     y = xp.empty_like(x)
     mask = xp.empty_like(x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
 from ..kernels import activation as K
+from ..kernels.layout import in_memory_order
 
 
 class LeakyReLU(Function):
@@ -12,7 +13,7 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
-        return K.leaky_relu(x, self.slope)
+        return in_memory_order(K.leaky_relu, x, slope=self.slope)
 
     def backward(self, gy):
         return LeakyReLUGrad(self.slope)(self.inputs[0], gy)
@@ -25,7 +26,7 @@ class LeakyReLUGrad(Function):
         self.slope = slope
 
     def forward(self, x, gy):
-        return K.leaky_relu_grad(x, gy, self.slope)
+        return in_memory_order(K.leaky_relu_grad, x, gy, slope=self.slope)
 
     def backward(self, ggx):
         return None, LeakyReLUGrad(self.slope)(self.inputs[0], ggx)

@@ -1,4 +1,11 @@
-"""2-D convolution and transposed convolution (PyTorch layouts), via im2col + GEMM.
+"""2-D convolution and transposed convolution (PyTorch layouts), as GEMMs.
+
+On the CPU, float32 layers with at least SHIFTED_MIN_CHANNELS channels in and out run as one
+GEMM per kernel tap on shifted views (kernels/shifted.py: no padding multiplied, no column
+matrix); everything else (the GPU, float64, one-channel image layers, where a tap's GEMM would
+be a thin rank-1 update) runs as im2col + one GEMM. Both work on (C, H, W, N) images and hand
+their outputs back as (N, C, H, W)-shaped views of that memory, so the next convolution, and
+the pointwise layers between (which keep their input's memory order), need no transpose.
 
 The three pieces are adjoint to one another, so each one's backward is made of the others:
   conv2d(x, w)             grad x: conv_transpose2d(gy, w)   grad w: conv2d_grad_weight(x, gy)
@@ -8,8 +15,12 @@ The three pieces are adjoint to one another, so each one's backward is made of t
 
 from __future__ import annotations
 
+from .. import backend
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from ..kernels import conv as K
+from ..kernels import shifted as S
+
+SHIFTED_MIN_CHANNELS = 16
 
 
 def _pair(v, name: str) -> tuple[int, int]:
@@ -28,7 +39,13 @@ def _out_size(h, k, s, p, name, what="input"):
 
 
 def _chwn(a):
-    """(N, C, H, W) -> (C, H, W, N), the layout of the column matrices (see kernels/conv.py)."""
+    """(N, C, H, W) -> contiguous (C, H, W, N); free when a is a batch-last view of such memory
+    (what the convolutions return)."""
+    t = a.transpose(1, 2, 3, 0)
+    if t.flags.c_contiguous:
+        return t
+    if not a.flags.c_contiguous:
+        return backend.array_module(a).ascontiguousarray(t)
     n = a.shape[0]
     return K.transpose2d(a.reshape(n, -1)).reshape(*a.shape[1:], n)
 
@@ -38,27 +55,40 @@ def _rows(a):
     return _chwn(a).reshape(a.shape[1], -1)
 
 
-def _nchw(y2, n, h, w):
-    """(C, H*W*N) or (C, H, W, N) -> (N, C, H, W)."""
-    return K.transpose2d(y2.reshape(-1, n)).reshape(n, -1, h, w)
+def _nchw(y, n, h, w):
+    """(C, H*W*N) or (C, H, W, N) memory -> an (N, C, H, W) view of it (no copy)."""
+    return y.reshape(-1, h, w, n).transpose(3, 0, 1, 2)
+
+
+def _shifted(a, b, channels) -> bool:
+    """Whether a convolution on arrays a, b with these (in, out) channels takes the shifted-GEMM
+    path (CPU, float32, wide enough that each tap's GEMM is a real matrix product)."""
+    return (S.available(a.dtype) and b.dtype == a.dtype and backend.device_of(a) == "cpu"
+            and min(channels) >= SHIFTED_MIN_CHANNELS)
 
 
 class Conv2d(Function):
-    """conv2d as im2col + GEMM; `col` may be handed in when the caller already has it."""
+    """conv2d; `pre` may hand in what the caller already made of x: its (C, H, W, N) form
+    (shifted path) or its column matrix (im2col path)."""
 
-    def __init__(self, stride, padding, col=None):
-        self.stride, self.padding, self.col = stride, padding, col
+    def __init__(self, stride, padding, pre=None):
+        self.stride, self.padding, self.pre = stride, padding, pre
 
     def forward(self, x, w):
         (sh, sw), (ph, pw) = self.stride, self.padding
-        n, _, h, wd = x.shape
+        n, ci, h, wd = x.shape
         co, _, kh, kw = w.shape
         oh = _out_size(h, kh, sh, ph, "conv2d")
         ow = _out_size(wd, kw, sw, pw, "conv2d")
-        col = (self.col if self.col is not None
-               else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow))
-        self.col = col if is_grad_enabled() else None  # kept for the weight gradient
-        return _nchw(w.reshape(co, -1) @ col, n, oh, ow)
+        if _shifted(x, w, (ci, co)):
+            pre = self.pre if self.pre is not None else _chwn(x)
+            y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow)
+        else:
+            pre = (self.pre if self.pre is not None
+                   else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow))
+            y = w.reshape(co, -1) @ pre
+        self.pre = pre if is_grad_enabled() else None  # kept for the weight gradient
+        return _nchw(y, n, oh, ow)
 
     def backward(self, gy):
         x, w = self.inputs
@@ -69,12 +99,12 @@ class Conv2d(Function):
                                                   self.padding))
         if self.needs_input_grad[1]:
             gw = Conv2dGradWeight(self.stride, self.padding, w.shape,
-                                  self.__dict__.pop("col", None))(x, gy)
+                                  self.__dict__.pop("pre", None))(x, gy)
         return gx, gw
 
     def release(self):
         super().release()
-        self.__dict__.pop("col", None)
+        self.__dict__.pop("pre", None)
 
 
 def _output_padding(x_shape, y_shape, w_shape, stride, padding):
@@ -96,6 +126,8 @@ class ConvTranspose2d(Function):
         if oh < 1 or ow < 1:
             raise ValueError(f"conv_transpose2d: output size ({oh}, {ow}) is not positive for "
                              f"input {tuple(x.shape)}, kernel {(kh, kw)}, padding {(ph, pw)}")
+        if _shifted(x, w, (ci, co)):  # the adjoint of conv2d(., w) from (co, oh, ow) to x
+            return _nchw(S.conv2d_input_grad(_chwn(x), w, sh, sw, ph, pw, oh, ow), n, oh, ow)
         col = w.reshape(ci, -1).T @ _rows(x)  # (Cout*kh*kw, H*W*N)
         return _nchw(K.col2im(col, (co, oh, ow, n), kh, kw, sh, sw, ph, pw, h, wd), n, oh, ow)
 
@@ -103,28 +135,33 @@ class ConvTranspose2d(Function):
         x, w = self.inputs
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = w.shape[2:]
-        col = K.im2col(_chwn(gy.data), kh, kw, sh, sw, ph, pw, *x.shape[2:])  # for both grads
+        if _shifted(gy.data, w.data, w.shape[:2]):
+            pre = _chwn(gy.data)  # for both grads
+        else:
+            pre = K.im2col(_chwn(gy.data), kh, kw, sh, sw, ph, pw, *x.shape[2:])
         gx = gw = None
         if self.needs_input_grad[0]:
-            gx = Conv2d(self.stride, self.padding, col)(gy, w)
+            gx = Conv2d(self.stride, self.padding, pre)(gy, w)
         if self.needs_input_grad[1]:
-            gw = Conv2dGradWeight(self.stride, self.padding, w.shape, col)(gy, x)
+            gw = Conv2dGradWeight(self.stride, self.padding, w.shape, pre)(gy, x)
         return gx, gw
 
 
 class Conv2dGradWeight(Function):
-    """d<conv2d(x, W), gy>/dW: a Function of (x, gy) with its own backward."""
+    """d<conv2d(x, W), gy>/dW: a Function of (x, gy) with its own backward; `pre` as Conv2d's."""
 
-    def __init__(self, stride, padding, w_shape, col=None):
-        self.stride, self.padding, self.w_shape, self.col = stride, padding, w_shape, col
+    def __init__(self, stride, padding, w_shape, pre=None):
+        self.stride, self.padding, self.w_shape, self.pre = stride, padding, w_shape, pre
 
     def forward(self, x, gy):
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = self.w_shape[2:]
         oh, ow = gy.shape[2:]
-        col = (self.col if self.col is not None
-               else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow))
-        self.col = None
+        pre, self.pre = self.pre, None
+        if _shifted(x, gy, self.w_shape[:2]):
+            xc = pre if pre is not None else _chwn(x)
+            return S.conv2d_weight_grad(xc, _chwn(gy), sh, sw, ph, pw, kh, kw)
+        col = pre if pre is not None else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow)
         return (_rows(gy) @ col.T).reshape(self.w_shape)
 
     def backward(self, ggw):

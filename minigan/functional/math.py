@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
+from ..kernels.layout import batch_first_copy, batch_last, batch_last_copy
 
 
 def _sum_to_shape(g, shape):
@@ -161,15 +162,36 @@ class Sum(Function):
 
 
 class Reshape(Function):
+    """A view where NumPy can make one. A batch-last input (a convolution's output, see
+    kernels/layout.py) that must be copied, as by a flatten, is copied with the tiled transpose;
+    its gradient is handed back in batch-last memory, so the layers below it stay copy-free."""
+
     def __init__(self, shape):
         self.shape = shape
 
     def forward(self, x):
         self.in_shape = x.shape
+        self.batch_last = batch_last(x)
+        if self.batch_last:
+            try:
+                return x.reshape(self.shape, copy=False)
+            except (ValueError, TypeError):  # no view possible (or CuPy, without copy=)
+                x = batch_first_copy(x)
         return x.reshape(self.shape)
 
     def backward(self, gy):
-        return reshape(gy, self.in_shape)
+        gx = reshape(gy, self.in_shape)
+        return ToBatchLast()(gx) if self.batch_last else gx
+
+
+class ToBatchLast(Function):
+    """The identity, computed into batch-last memory (kernels/layout.py)."""
+
+    def forward(self, x):
+        return x if batch_last(x) else batch_last_copy(x)
+
+    def backward(self, gy):
+        return gy
 
 
 class Transpose(Function):

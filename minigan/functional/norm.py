@@ -5,6 +5,8 @@ from __future__ import annotations
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor, enable_grad, grad, is_grad_enabled
 from ..kernels import norm as K
+from ..kernels.layout import batch_last
+from .math import transpose
 
 
 class BatchNormTrain(Function):
@@ -84,23 +86,34 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
                              f"{tuple(a.shape)}")
     gamma = as_tensor(weight) if weight is not None else Tensor(xp.ones(c, x.dtype))
     beta = as_tensor(bias) if bias is not None else Tensor(xp.zeros(c, x.dtype))
-    x3 = x.reshape(n, c, -1)
+    rows = x.ndim > 2 and batch_last(x.data)
+    if rows:  # batch-last memory (a convolution's output): one contiguous row per channel
+        nd = x.ndim
+        x3 = transpose(x, (*range(1, nd), 0)).reshape(1, c, -1)
+    else:
+        x3 = x.reshape(n, c, -1)
+    m = x3.shape[0] * x3.shape[2]
+
+    def back(y3):  # (1, C, L) or (N, C, L) -> x's shape and layout
+        if rows:
+            return transpose(y3.reshape(*x.shape[1:], n), (nd - 1, *range(nd - 1)))
+        return y3.reshape(x.shape)
+
     if training:
-        if n * x3.shape[2] < 2:
+        if m < 2:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when "
                              f"training, got input of shape {tuple(x.shape)}")
         fn = BatchNormTrain(eps)
         y = fn(x3, gamma, beta)
         if running_mean is not None:
-            m = n * x3.shape[2]
             var = (1.0 / (fn.invstd.astype(xp.float64) ** 2) - eps) * (m / (m - 1))
             running_mean *= 1 - momentum
             running_mean += momentum * fn.mean
             running_var *= 1 - momentum
             running_var += (momentum * var).astype(running_var.dtype)
-        return y.reshape(x.shape)
+        return back(y)
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
     scale = gamma * Tensor((running_var + eps) ** -0.5)
     shift = beta - Tensor(running_mean) * scale
-    return (x3 * scale.reshape(1, c, 1) + shift.reshape(1, c, 1)).reshape(x.shape)
+    return back(x3 * scale.reshape(1, c, 1) + shift.reshape(1, c, 1))

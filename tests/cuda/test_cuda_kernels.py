@@ -19,7 +19,7 @@ import pytest
 import minigan
 from minigan import backend, nn
 from minigan import functional as F
-from minigan.kernels import _cuda, activation, conv, dropout, loss, norm, optim
+from minigan.kernels import _cuda, activation, conv, dropout, layout, loss, norm, optim
 
 pytestmark = [pytest.mark.cuda,  # the simulator's uint64 hash wraps around, as it should
               pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")]
@@ -154,6 +154,21 @@ def test_dropout_same_mask_as_cpu(dev, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_batch_last_same_mask_as_cpu(dev, dtype):
+    """A batch-last x (a convolution's output) keeps its layout and gets the mask a contiguous
+    copy of it gets: each element's fate is drawn by its (N, ...) index on both devices."""
+    mem = np.random.default_rng(5).standard_normal((3, 4, 37)).astype(dtype)  # (C, L, N)
+    x = dev.put(mem).transpose(2, 0, 1)  # (N, C, L) view
+    assert layout.batch_last(x)
+    for p, key in ((0.3, 99), (0.7, 2**61 + 3)):
+        y, mask = dev.run(dropout.dropout, x, p, key)
+        y_ref, mask_ref = dropout.dropout(np.ascontiguousarray(mem.transpose(2, 0, 1)), p, key)
+        np.testing.assert_array_equal(mask, mask_ref, err_msg=f"batch-last dropout mask p={p}")
+        np.testing.assert_array_equal(y, y_ref, err_msg=f"batch-last dropout output p={p}")
+    assert dev.launched == {"_dropout_batch_last_cuda"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(3, 2, 13), (40, 3, 1), (2, 1, 1)], ids=str)
 def test_batch_norm(dev, dtype, shape):
     rng = np.random.default_rng(4)
@@ -230,7 +245,7 @@ def test_every_kernel_has_a_case():
     covered = {"_leaky_relu_cuda", "_leaky_relu_grad_cuda", "_im2col_cuda", "_col2im_cuda",
                "_dropout_cuda", "_bn_forward_cuda", "_bn_backward_cuda", "_adam_cuda",
                "_rmsprop_cuda", "_sgd_cuda", "_bce_with_logits_cuda",
-               "_bce_with_logits_grad_cuda", "_transpose_cuda"}
+               "_bce_with_logits_grad_cuda", "_transpose_cuda", "_dropout_batch_last_cuda"}
     assert covered == set(KERNELS), f"kernels without a test: {set(KERNELS) - covered}"
 
 

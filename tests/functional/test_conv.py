@@ -273,3 +273,41 @@ def test_against_torch_if_installed():
     yt = torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(wt2), None, 2, 1, 1)
     ym = F.conv_transpose2d(mg.tensor(x), mg.tensor(wt2), None, 2, 1, 1)
     assert_close(ym.data, yt.numpy(), 1e-10, 1e-12, "conv_transpose2d vs torch")
+
+
+@pytest.mark.parametrize("stride,output_padding", [(1, 0), (2, 1)])
+def test_float32_wide_layers_take_the_shifted_gemm_path(stride, output_padding):
+    """Float32 layers with >= SHIFTED_MIN_CHANNELS channels (the DCGAN's) run as shifted GEMMs
+    on the CPU: forward and both gradients of conv2d and conv_transpose2d match the naive
+    float64 loops to float32 rounding (sums of at most 16*25 products of O(1) terms)."""
+    from minigan.functional import conv as C
+
+    if not C.S.available(np.float32):
+        pytest.skip("no CBLAS sgemm found in NumPy's BLAS")
+    gen = np.random.default_rng(7)
+    c = C.SHIFTED_MIN_CHANNELS
+    x = gen.standard_normal((3, c, 7, 7)).astype(np.float32)
+    w = gen.standard_normal((c + 2, c, 5, 5)).astype(np.float32)
+    assert C._shifted(x, w, (c, c + 2))
+    s, p = (stride, stride), (2, 2)
+    xm, wm = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
+    y = F.conv2d(xm, wm, None, s, p)
+    gy = gen.standard_normal(y.shape).astype(np.float32)
+    gx, gw = mg.grad(y, [xm, wm], mg.tensor(gy))
+    x64, w64, gy64 = (a.astype(np.float64) for a in (x, w, gy))
+    for got, ref, what in ((y, conv2d_ref(x64, w64, s, p), "y"),
+                           *zip((gx, gw), conv2d_vjp_ref(x64, w64, gy64, s, p), ("gx", "gw"))):
+        assert got.dtype == np.float32
+        assert_close(got.data, ref, 2e-5, 2e-5 * np.abs(ref).max(), f"conv2d {what}")
+    # the transposed convolution with the same weight, as (Cin, Cout) = (c + 2, c)
+    e = (output_padding, output_padding)
+    ym = mg.tensor(gy, requires_grad=True)
+    wt = mg.tensor(w, requires_grad=True)
+    z = F.conv_transpose2d(ym, wt, None, s, p, e)
+    gz = gen.standard_normal(z.shape).astype(np.float32)
+    gyt, gwt = mg.grad(z, [ym, wt], mg.tensor(gz))
+    gz64 = gz.astype(np.float64)
+    for got, ref, what in ((z, conv_transpose2d_ref(gy64, w64, s, p, e), "y"),
+                           *zip((gyt, gwt), conv_transpose2d_vjp_ref(gy64, w64, gz64, s, p),
+                                ("gx", "gw"))):
+        assert_close(got.data, ref, 2e-5, 2e-5 * np.abs(ref).max(), f"conv_transpose2d {what}")

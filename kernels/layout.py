@@ -1,0 +1,58 @@
+"""Batch-last memory: (N, C, H, W)-shaped views of C-contiguous (C, H, W, N) arrays.
+
+The convolutions work on (C, H, W, N) images and hand their results back as (N, C, H, W) views
+of that memory, with no transpose. Pointwise layers keep it (`in_memory_order`), batchnorm reads
+each channel as one contiguous row, and the next convolution takes it as it lies; only a
+reshape that mixes the batch with the rest (a flatten before a linear layer) copies, with the
+tiled transpose kernel rather than NumPy's slower strided copy.
+"""
+
+from __future__ import annotations
+
+from minigan import backend
+
+from .conv import transpose2d
+
+
+def _to_last(nd):
+    return (*range(1, nd), 0)
+
+
+def _to_first(nd):
+    return (nd - 1, *range(nd - 1))
+
+
+def batch_last(a) -> bool:
+    """True for an (N, ...) array (N > 1) whose memory is C-contiguous (..., N), batch innermost;
+    False for a C-contiguous array or any other layout."""
+    if a.ndim < 2 or a.shape[0] < 2 or a.flags.c_contiguous:
+        return False
+    return a.transpose(_to_last(a.ndim)).flags.c_contiguous
+
+
+def batch_first_copy(a):
+    """A C-contiguous copy of a batch-last array."""
+    n = a.shape[0]
+    return transpose2d(a.transpose(_to_last(a.ndim)).reshape(-1, n)).reshape(a.shape)
+
+
+def batch_last_copy(a):
+    """The values of `a` (N, ...) copied into batch-last memory, returned as an (N, ...) view."""
+    n = a.shape[0]
+    xp = backend.array_module(a)
+    rows = transpose2d(xp.ascontiguousarray(a).reshape(n, -1))  # (rest, N)
+    return rows.reshape(*a.shape[1:], n).transpose(_to_first(a.ndim))
+
+
+def in_memory_order(fn, *arrays, **kwargs):
+    """fn(*arrays, **kwargs) for a pointwise fn (one whose result at an index depends only on
+    the inputs at that index). When every array is batch-last, fn runs on their memory as it
+    lies (the contiguous (..., N) transposes) and its result(s) come back in the same layout,
+    so neither the inputs nor the outputs are copied into (N, ...) order."""
+    a = arrays[0]
+    if not all(batch_last(b) and b.shape == a.shape for b in arrays):
+        return fn(*arrays, **kwargs)
+    out = fn(*(b.transpose(_to_last(a.ndim)) for b in arrays), **kwargs)
+    if isinstance(out, tuple):
+        return tuple(o.transpose(_to_first(a.ndim)) for o in out)
+    return out.transpose(_to_first(a.ndim))

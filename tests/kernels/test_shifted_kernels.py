@@ -1,0 +1,100 @@
+"""Shifted-GEMM convolution (kernels/shifted.py) against the naive float64 loops.
+
+Images are (C, H, W, N) as in the kernels; the references are tests/functional/test_conv.py's
+loops written from the definitions, on (N, C, H, W). Tolerance: a float32 sum of K products
+is within K * 2^-24 * sum(|products|) of the exact one (Higham, Accuracy and Stability, 3.1), so
+each element is checked against that bound, computed with the same loops on |x| and |w|.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minigan.kernels import shifted as S
+from tests.functional.test_conv import conv2d_ref, conv2d_vjp_ref, conv_out
+
+pytestmark = pytest.mark.skipif(not S.available(np.float32),
+                                reason="no CBLAS sgemm found in NumPy's BLAS")
+
+U = 2.0 ** -24
+
+
+@st.composite
+def geometries(draw):
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh)), draw(st.integers(0, kw))
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    n, ci, co = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    return n, ci, co, (h, w), (kh, kw), (sh, sw), (ph, pw)
+
+
+def _chwn(a):
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0))
+
+
+def _nchw(a):
+    return a.transpose(3, 0, 1, 2)
+
+
+def _check(got, exact, bound, k, what):
+    err = np.abs(got - exact)
+    limit = k * U * bound + 1e-30
+    assert got.dtype == np.float32
+    assert np.all(err <= limit), f"{what}: worst error {err.max()} > bound {limit.max()}"
+
+
+def _data(g, seed):
+    n, ci, co, hw, k, s, p = g
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal((n, ci, *hw)).astype(np.float32)
+    w = gen.standard_normal((co, ci, *k)).astype(np.float32)
+    oh, ow = (conv_out(a, b, c, d) for a, b, c, d in zip(hw, k, s, p))
+    gy = gen.standard_normal((n, co, oh, ow)).astype(np.float32)
+    return x, w, gy, (oh, ow)
+
+
+@settings(max_examples=60, deadline=None)
+@given(geometries())
+def test_forward_against_naive_loops(g):
+    n, ci, co, hw, k, s, p = g
+    x, w, _, (oh, ow) = _data(g, 0)
+    got = _nchw(S.conv2d(_chwn(x), w, *s, *p, oh, ow))
+    exact = conv2d_ref(x.astype(np.float64), w.astype(np.float64), s, p)
+    bound = conv2d_ref(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), s, p)
+    _check(got, exact, bound, ci * k[0] * k[1], f"conv2d {g}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(geometries())
+def test_input_and_weight_gradients_against_naive_loops(g):
+    n, ci, co, hw, k, s, p = g
+    x, w, gy, (oh, ow) = _data(g, 1)
+    gx = _nchw(S.conv2d_input_grad(_chwn(gy), w, *s, *p, *hw))
+    gw = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
+    f64 = [a.astype(np.float64) for a in (x, w, gy)]
+    gx_ref, gw_ref = conv2d_vjp_ref(*f64, s, p)
+    gx_abs, gw_abs = conv2d_vjp_ref(*[np.abs(a) for a in f64], s, p)
+    _check(gx, gx_ref, gx_abs, co * k[0] * k[1], f"input grad {g}")
+    _check(gw, gw_ref, gw_abs, n * oh * ow, f"weight grad {g}")
+
+
+def test_dcgan_layers_and_the_adjoint_identity():
+    """The DCGAN's shapes (5x5 kernels, stride 1 and 2 with padding 2) at batch 8; the input
+    gradient is the adjoint: <conv(x), gy> == <x, conv^T(gy)> to float32 rounding."""
+    for ci, co, h, s in ((32, 16, 7, 1), (16, 32, 14, 2)):
+        g = (8, ci, co, (h, h), (5, 5), (s, s), (2, 2))
+        x, w, gy, (oh, ow) = _data(g, 3)
+        y = S.conv2d(_chwn(x), w, s, s, 2, 2, oh, ow)
+        exact = conv2d_ref(x.astype(np.float64), w.astype(np.float64), (s, s), (2, 2))
+        np.testing.assert_allclose(_nchw(y), exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+        gx = S.conv2d_input_grad(_chwn(gy), w, s, s, 2, 2, h, h)
+        lhs = np.vdot(_nchw(y).astype(np.float64), gy.astype(np.float64))
+        rhs = np.vdot(x.astype(np.float64), _nchw(gx).astype(np.float64))
+        assert abs(lhs - rhs) <= 1e-5 * np.sqrt(np.vdot(exact, exact) * np.vdot(gy, gy))
+
+
+def test_float64_is_left_to_im2col():
+    assert not S.available(np.float64)
