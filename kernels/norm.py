@@ -17,64 +17,150 @@ from . import _cuda
 from ._cuda import cuda
 from ._dispatch import on_device
 
+_COLS = 512  # channels a CPU work item takes when L == 1 (a (N, C) batch: rows of C floats)
+
+
+@njit(cache=True, inline="always")
+def _blocks(c_, l_):
+    """Channels per work item: a block of _COLS when each (n, c) is one value, so the loops run
+    along the contiguous rows of C; one channel (a run of L contiguous values) otherwise."""
+    cb = _COLS if l_ == 1 else 1
+    return cb, (c_ + cb - 1) // cb
+
+
+@njit(cache=True, inline="always")
+def _row(a, n, c0, w):
+    """a[n, c0:c0+w, 0] of a C-contiguous (N, C, 1) array, typed as contiguous (so that the
+    loops over it vectorise; the 3-D slice itself would be typed as strided)."""
+    return a.reshape(a.shape[0], a.shape[1])[n, c0:c0 + w]
+
+
+@njit(cache=True, inline="always")
+def _sums(x, gy, c0, w, mu, s, t):
+    """For channels c0 .. c0+w-1 (index c - c0), in float64:
+    gy None: s = sum(x), or with mu given: t = sum((x - mu)^2);
+    gy given: s = sum(gy), t = sum(gy * (x - mu))."""
+    n_, _, l_ = x.shape
+    if l_ == 1:
+        for n in range(n_):
+            xr = _row(x, n, c0, w)
+            if gy is None:
+                if mu is None:
+                    for c in range(w):
+                        s[c] += xr[c]
+                else:
+                    for c in range(w):
+                        d = xr[c] - mu[c]
+                        t[c] += d * d
+            else:
+                gr = _row(gy, n, c0, w)
+                for c in range(w):
+                    s[c] += gr[c]
+                    t[c] += gr[c] * (xr[c] - mu[c])
+        return
+    for c in range(w):
+        for n in range(n_):
+            xr = x[n, c0 + c]
+            if gy is None:
+                if mu is None:
+                    for k in range(l_):
+                        s[c] += xr[k]
+                else:
+                    for k in range(l_):
+                        d = xr[k] - mu[c]
+                        t[c] += d * d
+            else:
+                gr = gy[n, c0 + c]
+                for k in range(l_):
+                    s[c] += gr[k]
+                    t[c] += gr[k] * (xr[k] - mu[c])
+
 
 @njit(parallel=True, cache=True)
 def _bn_forward_cpu(x, gamma, beta, eps, y, mean, invstd):
     n_, c_, l_ = x.shape
     m = n_ * l_
-    for c in prange(c_):
-        s = 0.0
+    cb, nb = _blocks(c_, l_)
+    for blk in prange(nb):
+        c0 = blk * cb
+        w = min(cb, c_ - c0)
+        s = np.zeros(w)
+        q = np.zeros(w)
+        _sums(x, None, c0, w, None, s, q)
+        s /= m
+        _sums(x, None, c0, w, s, s, q)
+        a = np.empty(w)
+        b = np.empty(w)
+        for c in range(w):
+            inv = 1.0 / np.sqrt(q[c] / m + eps)
+            mean[c0 + c] = s[c]
+            invstd[c0 + c] = inv
+            a[c] = gamma[c0 + c] * inv
+            b[c] = beta[c0 + c] - s[c] * a[c]
         for n in range(n_):
-            for k in range(l_):
-                s += x[n, c, k]
-        mu = s / m
-        q = 0.0
-        for n in range(n_):
-            for k in range(l_):
-                d = x[n, c, k] - mu
-                q += d * d
-        inv = 1.0 / np.sqrt(q / m + eps)
-        mean[c] = mu
-        invstd[c] = inv
-        a = gamma[c] * inv
-        b = beta[c] - mu * a
-        for n in range(n_):
-            for k in range(l_):
-                y[n, c, k] = x[n, c, k] * a + b
+            if l_ == 1:  # along the row of C
+                xr = _row(x, n, c0, w)
+                yr = _row(y, n, c0, w)
+                for c in range(w):
+                    yr[c] = xr[c] * a[c] + b[c]
+                continue
+            for c in range(w):
+                xr = x[n, c0 + c]
+                yr = y[n, c0 + c]
+                for k in range(l_):
+                    yr[k] = xr[k] * a[c] + b[c]
 
 
 @njit(parallel=True, cache=True)
 def _bn_backward_cpu(x, gy, mean, invstd, gamma, gx, ggamma, gbeta):
     n_, c_, l_ = x.shape
     m = n_ * l_
-    for c in prange(c_):
-        mu = mean[c]
-        inv = invstd[c]
-        sg = 0.0
-        sgx = 0.0
+    cb, nb = _blocks(c_, l_)
+    for blk in prange(nb):
+        c0 = blk * cb
+        w = min(cb, c_ - c0)
+        mu = np.empty(w)
+        for c in range(w):
+            mu[c] = mean[c0 + c]
+        sg = np.zeros(w)
+        sgx = np.zeros(w)
+        _sums(x, gy, c0, w, mu, sg, sgx)
+        # gx = a * (gy - (sg + xhat * sgx') / m), sgx' = sgx * inv = sum(gy * xhat)
+        a = np.empty(w)
+        k1 = np.empty(w)
+        k0 = np.empty(w)
+        for c in range(w):
+            inv = invstd[c0 + c]
+            gbeta[c0 + c] = sg[c]
+            ggamma[c0 + c] = sgx[c] * inv
+            a[c] = gamma[c0 + c] * inv
+            k1[c] = sgx[c] * inv * inv / m
+            k0[c] = sg[c] / m
         for n in range(n_):
-            for k in range(l_):
-                g = gy[n, c, k]
-                sg += g
-                sgx += g * (x[n, c, k] - mu)
-        sgx *= inv  # sum(gy * xhat)
-        gbeta[c] = sg
-        ggamma[c] = sgx
-        a = gamma[c] * inv
-        for n in range(n_):
-            for k in range(l_):
-                xhat = (x[n, c, k] - mu) * inv
-                gx[n, c, k] = a * (gy[n, c, k] - (sg + xhat * sgx) / m)
+            if l_ == 1:
+                xr = _row(x, n, c0, w)
+                gr = _row(gy, n, c0, w)
+                out = _row(gx, n, c0, w)
+                for c in range(w):
+                    out[c] = a[c] * (gr[c] - (k0[c] + (xr[c] - mu[c]) * k1[c]))
+                continue
+            for c in range(w):
+                xr = x[n, c0 + c]
+                gr = gy[n, c0 + c]
+                out = gx[n, c0 + c]
+                for k in range(l_):
+                    out[k] = a[c] * (gr[k] - (k0[c] + (xr[k] - mu[c]) * k1[c]))
 
 
 @on_device
 def batch_norm_forward(x, gamma, beta, eps: float):
     """x (N, C, L) -> y, batch mean (C,), 1/sqrt(batch var + eps) (C,)."""
     c = x.shape[1]
+    x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     mean = np.empty(c, x.dtype)
     invstd = np.empty(c, x.dtype)
-    _bn_forward_cpu(np.ascontiguousarray(x), gamma, beta, eps, y, mean, invstd)
+    _bn_forward_cpu(x, gamma, beta, eps, y, mean, invstd)
     return y, mean, invstd
 
 
@@ -82,11 +168,11 @@ def batch_norm_forward(x, gamma, beta, eps: float):
 def batch_norm_backward(x, gy, mean, invstd, gamma):
     """Gradients of training-mode batchnorm: gx (N, C, L), ggamma (C,), gbeta (C,)."""
     c = x.shape[1]
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     gx = np.empty_like(x)
     ggamma = np.empty(c, x.dtype)
     gbeta = np.empty(c, x.dtype)
-    _bn_backward_cpu(np.ascontiguousarray(x), np.ascontiguousarray(gy), mean, invstd, gamma,
-                     gx, ggamma, gbeta)
+    _bn_backward_cpu(x, gy, mean, invstd, gamma, gx, ggamma, gbeta)
     return gx, ggamma, gbeta
 
 

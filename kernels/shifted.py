@@ -94,30 +94,41 @@ def _calls(kh, kw, sh, sw, ph, pw, oh, ow, n, shapes):
                        (x1 - x0) * n)
 
 
-def _phase_shapes(h, w, sh, sw):
-    return {(py, px): (len(range(py, h, sh)), len(range(px, w, sw)))
-            for py in range(sh) for px in range(sw)}
-
-
 def _f32(a):
     return np.ascontiguousarray(a, np.float32)
 
 
-def conv2d(x, w, sh, sw, ph, pw, oh, ow):
-    """x (Ci, H, W, N), w (Co, Ci, kh, kw) -> out (Co, oh, ow, N)."""
-    ci, h, wd, n = x.shape
-    co, _, kh, kw = w.shape
+def split(x, sh, sw):
+    """The phase images of x (C, H, W, N) for stride (sh, sw): {(py, px): contiguous
+    x[:, py::sh, px::sw, :]}, x itself for stride 1. Made once per input and shared by the
+    forward pass and the weight gradient."""
+    if isinstance(x, dict):
+        return x
     x = _f32(x)
+    if sh == sw == 1:
+        return {(0, 0): x}
+    return {(py, px): np.ascontiguousarray(x[:, py::sh, px::sw, :])
+            for py in range(sh) for px in range(sw)}
+
+
+def _shapes(phases):
+    return {k: a.shape[1:3] for k, a in phases.items()}
+
+
+def conv2d(x, w, sh, sw, ph, pw, oh, ow):
+    """x (Ci, H, W, N) or its `split`, w (Co, Ci, kh, kw) -> out (Co, oh, ow, N)."""
+    phases = split(x, sh, sw)
+    ci, _, _, n = phases[0, 0].shape
+    co, _, kh, kw = w.shape
     taps = _f32(w.transpose(2, 3, 0, 1))  # (kh, kw, Co, Ci): one Co x Ci matrix a tap
-    shapes = _phase_shapes(h, wd, sh, sw)
-    phases = ({(0, 0): x} if sh == sw == 1 else
-              {k: np.ascontiguousarray(x[:, k[0]::sh, k[1]::sw, :]) for k in shapes})
+    shapes = _shapes(phases)
     out = np.zeros((co, oh, ow, n), np.float32)
+    t_ptr, o_ptr = taps.ctypes.data, out.ctypes.data
+    ptrs = {k: a.ctypes.data for k, a in phases.items()}
     for t, key, o_off, x_off, cols in _calls(kh, kw, sh, sw, ph, pw, oh, ow, n, shapes):
         hp, wp = shapes[key]
-        _gemm(False, False, co, cols, ci, taps.ctypes.data + 4 * t * co * ci, ci,
-              phases[key].ctypes.data + 4 * x_off, hp * wp * n,
-              1.0, out.ctypes.data + 4 * o_off, oh * ow * n)
+        _gemm(False, False, co, cols, ci, t_ptr + 4 * t * co * ci, ci,
+              ptrs[key] + 4 * x_off, hp * wp * n, 1.0, o_ptr + 4 * o_off, oh * ow * n)
     return out
 
 
@@ -128,19 +139,17 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
     _, ci, kh, kw = w.shape
     gy = _f32(gy)
     taps = _f32(w.transpose(2, 3, 0, 1))
-    shapes = _phase_shapes(h, wd, sh, sw)
-    if sh == sw == 1:
-        gx = np.zeros((ci, h, wd, n), np.float32)
-        phases = {(0, 0): gx}
-    else:
-        phases = {k: np.zeros((ci, *hw, n), np.float32) for k, hw in shapes.items()}
+    shapes = {(py, px): (len(range(py, h, sh)), len(range(px, wd, sw)))
+              for py in range(sh) for px in range(sw)}
+    phases = {k: np.zeros((ci, *hw, n), np.float32) for k, hw in shapes.items()}
+    t_ptr, g_ptr = taps.ctypes.data, gy.ctypes.data
+    ptrs = {k: a.ctypes.data for k, a in phases.items()}
     for t, key, o_off, x_off, cols in _calls(kh, kw, sh, sw, ph, pw, oh, ow, n, shapes):
         hp, wp = shapes[key]
-        _gemm(True, False, ci, cols, co, taps.ctypes.data + 4 * t * co * ci, ci,
-              gy.ctypes.data + 4 * o_off, oh * ow * n,
-              1.0, phases[key].ctypes.data + 4 * x_off, hp * wp * n)
+        _gemm(True, False, ci, cols, co, t_ptr + 4 * t * co * ci, ci,
+              g_ptr + 4 * o_off, oh * ow * n, 1.0, ptrs[key] + 4 * x_off, hp * wp * n)
     if sh == sw == 1:
-        return gx
+        return phases[0, 0]
     gx = np.empty((ci, h, wd, n), np.float32)
     for (py, px), part in phases.items():
         gx[:, py::sh, px::sw, :] = part
@@ -148,17 +157,18 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
 
 
 def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
-    """d<conv2d(x, w), gy>/dw: x (Ci, H, W, N), gy (Co, oh, ow, N) -> (Co, Ci, kh, kw)."""
-    ci, h, wd, n = x.shape
+    """d<conv2d(x, w), gy>/dw: x (Ci, H, W, N) or its `split`, gy (Co, oh, ow, N)
+    -> (Co, Ci, kh, kw)."""
+    phases = split(x, sh, sw)
+    ci, _, _, n = phases[0, 0].shape
     co, oh, ow, _ = gy.shape
-    x, gy = _f32(x), _f32(gy)
-    shapes = _phase_shapes(h, wd, sh, sw)
-    phases = ({(0, 0): x} if sh == sw == 1 else
-              {k: np.ascontiguousarray(x[:, k[0]::sh, k[1]::sw, :]) for k in shapes})
+    gy = _f32(gy)
+    shapes = _shapes(phases)
     taps = np.zeros((kh, kw, co, ci), np.float32)
+    t_ptr, g_ptr = taps.ctypes.data, gy.ctypes.data
+    ptrs = {k: a.ctypes.data for k, a in phases.items()}
     for t, key, o_off, x_off, cols in _calls(kh, kw, sh, sw, ph, pw, oh, ow, n, shapes):
         hp, wp = shapes[key]
-        _gemm(False, True, co, ci, cols, gy.ctypes.data + 4 * o_off, oh * ow * n,
-              phases[key].ctypes.data + 4 * x_off, hp * wp * n,
-              1.0, taps.ctypes.data + 4 * t * co * ci, ci)
+        _gemm(False, True, co, ci, cols, g_ptr + 4 * o_off, oh * ow * n,
+              ptrs[key] + 4 * x_off, hp * wp * n, 1.0, t_ptr + 4 * t * co * ci, ci)
     return np.ascontiguousarray(taps.transpose(2, 3, 0, 1))

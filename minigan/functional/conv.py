@@ -68,8 +68,8 @@ def _shifted(a, b, channels) -> bool:
 
 
 class Conv2d(Function):
-    """conv2d; `pre` may hand in what the caller already made of x: its (C, H, W, N) form
-    (shifted path) or its column matrix (im2col path)."""
+    """conv2d; `pre` may hand in what the caller already made of x: the phase images of its
+    (C, H, W, N) form (shifted path, S.split) or its column matrix (im2col path)."""
 
     def __init__(self, stride, padding, pre=None):
         self.stride, self.padding, self.pre = stride, padding, pre
@@ -81,7 +81,7 @@ class Conv2d(Function):
         oh = _out_size(h, kh, sh, ph, "conv2d")
         ow = _out_size(wd, kw, sw, pw, "conv2d")
         if _shifted(x, w, (ci, co)):
-            pre = self.pre if self.pre is not None else _chwn(x)
+            pre = self.pre if self.pre is not None else S.split(_chwn(x), sh, sw)
             y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow)
         else:
             pre = (self.pre if self.pre is not None
@@ -136,7 +136,7 @@ class ConvTranspose2d(Function):
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = w.shape[2:]
         if _shifted(gy.data, w.data, w.shape[:2]):
-            pre = _chwn(gy.data)  # for both grads
+            pre = S.split(_chwn(gy.data), sh, sw)  # for both grads
         else:
             pre = K.im2col(_chwn(gy.data), kh, kw, sh, sw, ph, pw, *x.shape[2:])
         gx = gw = None
@@ -159,8 +159,8 @@ class Conv2dGradWeight(Function):
         oh, ow = gy.shape[2:]
         pre, self.pre = self.pre, None
         if _shifted(x, gy, self.w_shape[:2]):
-            xc = pre if pre is not None else _chwn(x)
-            return S.conv2d_weight_grad(xc, _chwn(gy), sh, sw, ph, pw, kh, kw)
+            xs = pre if pre is not None else S.split(_chwn(x), sh, sw)
+            return S.conv2d_weight_grad(xs, _chwn(gy), sh, sw, ph, pw, kh, kw)
         col = pre if pre is not None else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow)
         return (_rows(gy) @ col.T).reshape(self.w_shape)
 
