@@ -1,9 +1,11 @@
 """Where a minigan DCGAN training step spends its time, by part, from cProfile's own-time.
 
-Parts: im2col/col2im kernels; GEMM (time spent inside the conv/linear Functions' forward, which
-is the BLAS call, the kernels being counted apart); layout copies (ascontiguousarray and the
-(N, C, H, W) <-> (C, H, W, N) transpose kernel);
-batchnorm kernels; elementwise (activations, dropout, losses, arithmetic); optimizer kernels;
+Parts: GEMM (the shifted convolutions' BLAS calls, and time spent inside the conv/linear
+Functions' forward, which is the BLAS call, the kernels being counted apart); conv data movement
+(im2col/col2im kernels, the shifted convolutions' phase images, tap matrices, zeroed outputs);
+layout copies (ascontiguousarray and the (N, C, H, W) <-> (C, H, W, N) transpose kernel);
+batchnorm kernels; elementwise (activations, dropout, losses, arithmetic Functions); optimizer
+kernels;
 everything else is Python overhead (graph bookkeeping, argument checks).
 
     python benchmarks/profile_step.py --batch 256 --steps 5
@@ -17,17 +19,24 @@ import pstats
 
 from step import minigan_step
 
+from minigan.functional.math import MatMul
+
+MATMUL = MatMul.forward.__code__.co_firstlineno  # told apart from the other math Functions
+
 PARTS = [
-    ("im2col/col2im", lambda f, fn: f.endswith("kernels/conv.py") and "col" in fn),
-    ("GEMM", lambda f, fn: (f.endswith("functional/conv.py") and fn == "forward")
-     or (f.endswith("functional/math.py") and fn == "forward")),
+    ("GEMM", lambda f, fn: (f.endswith("kernels/shifted.py") and fn == "_gemm")
+     or (f.endswith("functional/conv.py") and fn == "forward")
+     or (f.endswith("functional/math.py") and fn == "forward@matmul")),
+    ("conv data movement", lambda f, fn: (f.endswith("kernels/conv.py") and "col" in fn)
+     or f.endswith(("kernels/shifted.py", "numpy/_core/shape_base.py"))
+     or fn in ("<built-in method numpy.zeros>", "<built-in method numpy.empty>")),
     ("layout copies", lambda f, fn: "ascontiguousarray" in fn or "copy" in fn
      or fn == "_transpose_cpu"),
     ("batchnorm", lambda f, fn: f.endswith("kernels/norm.py") and fn.startswith("_bn")),
     ("elementwise", lambda f, fn: (f.endswith(("kernels/activation.py", "kernels/dropout.py",
                                                "kernels/loss.py")) and fn.startswith("_"))
      or (f.endswith(("functional/activation.py", "functional/loss.py",
-                     "functional/dropout.py")) and fn == "forward")),
+                     "functional/dropout.py", "functional/math.py")) and fn == "forward")),
     ("optimizer", lambda f, fn: f.endswith("kernels/optim.py") and fn.startswith("_")),
 ]
 
@@ -48,7 +57,9 @@ def main() -> None:
     stats = pstats.Stats(prof).stats
     total = sum(v[2] for v in stats.values())
     parts = {name: 0.0 for name, _ in PARTS}
-    for (file, _, fn), (_, _, tottime, _, _) in stats.items():
+    for (file, line, fn), (_, _, tottime, _, _) in stats.items():
+        if fn == "forward" and line == MATMUL and file.endswith("functional/math.py"):
+            fn = "forward@matmul"
         for name, match in PARTS:
             if match(file, fn):
                 parts[name] += tottime
