@@ -13,8 +13,8 @@ from _common import parser, run
 
 from minigan.gan import TrainConfig
 
-# 20 epochs = 1560 steps of 64: 13 min on this 2-core CPU when it was quiet (0.5 s a step),
-# about 27 min at the 1.0 s a step it averaged while shared with other work.
+# 20 epochs = 1560 steps of 64: 4.8 min on this 2-core CPU (0.18 s a step) when it was quiet;
+# more while other work shares the cores.
 EPOCHS = 20
 
 
