@@ -89,8 +89,8 @@ def _plan(kh, kw, sh, sw, ph, pw):
         for j in range(kw):
             px = (j - pw) % sw
             groups.setdefault((dy, (j - pw - px) // sw), {})[py * sw + px] = (i, j)
-    plan = []
-    for (dy, dx), by_phase in sorted(groups.items()):
+    plan = []  # the centre shift (0, 0) first: in a 'same' convolution it covers every output
+    for (dy, dx), by_phase in sorted(groups.items(), key=lambda kv: (kv[0] != (0, 0), kv[0])):
         run = []
         for p in sorted(by_phase):
             if run and p != run[-1] + 1:
@@ -140,9 +140,11 @@ def split(x, sh, sw):
     return out
 
 
-def _weights(w, plan):
-    """The A matrix of each planned GEMM: (Co, len(taps) * Ci), columns (tap, ci)."""
-    return [_f32(np.stack([w[:, :, i, j] for i, j in taps], axis=1).reshape(w.shape[0], -1))
+def _tap_rows(w, plan):
+    """The weights of each planned GEMM as a (len(taps) * Ci, Co) matrix, rows (tap, ci): a view
+    of one transposed copy of w for a single tap, the taps' blocks stacked otherwise."""
+    wt = _f32(w.transpose(2, 3, 1, 0))  # (kh, kw, Ci, Co)
+    return [wt[taps[0]] if len(taps) == 1 else np.concatenate([wt[t] for t in taps])
             for _, _, _, taps in plan]
 
 
@@ -152,20 +154,28 @@ def _geometry(stacked):
     return hp, wp, n, hp * wp * n
 
 
+def _first_covers(calls, size):
+    """Whether the first call writes a whole target of `size` columns (then the target need not
+    be zeroed first: that call runs with beta = 0)."""
+    return bool(calls) and calls[0][1] == 0 and calls[0][3] == size
+
+
 def conv2d(x, w, sh, sw, ph, pw, oh, ow):
     """x (Ci, H, W, N) or its `split`, w (Co, Ci, kh, kw) -> out (Co, oh, ow, N)."""
     xs = split(x, sh, sw)
     co, ci, kh, kw = w.shape
     hp, wp, n, ld = _geometry(xs)
     plan = _plan(kh, kw, sh, sw, ph, pw)
-    mats = _weights(w, plan)
-    out = np.zeros((co, oh, ow, n), np.float32)
+    rows = _tap_rows(w, plan)
+    calls = list(_calls(plan, oh, ow, hp, wp, n))
+    fresh = _first_covers(calls, oh * ow * n)  # the centre shift, in a 'same' convolution
+    out = (np.empty if fresh else np.zeros)((co, oh, ow, n), np.float32)
     x_ptr, o_ptr = xs.ctypes.data, out.ctypes.data
-    a_ptrs = [a.ctypes.data for a in mats]
-    for g, o_off, x_off, cols in _calls(plan, oh, ow, hp, wp, n):
+    a_ptrs = [a.ctypes.data for a in rows]
+    for c, (g, o_off, x_off, cols) in enumerate(calls):
         k = len(plan[g][3]) * ci
-        _gemm(False, False, co, cols, k, a_ptrs[g], k, x_ptr + 4 * (plan[g][2] * ci * ld + x_off),
-              ld, 1.0, o_ptr + 4 * o_off, oh * ow * n)
+        _gemm(True, False, co, cols, k, a_ptrs[g], co, x_ptr + 4 * (plan[g][2] * ci * ld + x_off),
+              ld, 0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * o_off, oh * ow * n)
     return out
 
 
@@ -178,14 +188,18 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
     hp, wp = _phase_size(h, sh), _phase_size(wd, sw)
     ld = hp * wp * n
     plan = _plan(kh, kw, sh, sw, ph, pw)
-    mats = _weights(w, plan)
-    gs = np.zeros((sh * sw, ci, hp, wp, n), np.float32)
+    rows = _tap_rows(w, plan)
+    calls = list(_calls(plan, oh, ow, hp, wp, n))
+    # the first call may cover every phase image whole (its run holds all sh*sw phases)
+    fresh = _first_covers(calls, ld) and plan[calls[0][0]][2] == 0 and \
+        len(plan[calls[0][0]][3]) == sh * sw
+    gs = (np.empty if fresh else np.zeros)((sh * sw, ci, hp, wp, n), np.float32)
     g_ptr, s_ptr = gy.ctypes.data, gs.ctypes.data
-    a_ptrs = [a.ctypes.data for a in mats]
-    for g, o_off, x_off, cols in _calls(plan, oh, ow, hp, wp, n):
+    a_ptrs = [a.ctypes.data for a in rows]
+    for c, (g, o_off, x_off, cols) in enumerate(calls):
         k = len(plan[g][3]) * ci
-        _gemm(True, False, k, cols, co, a_ptrs[g], k, g_ptr + 4 * o_off, oh * ow * n,
-              1.0, s_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld)
+        _gemm(False, False, k, cols, co, a_ptrs[g], co, g_ptr + 4 * o_off, oh * ow * n,
+              0.0 if fresh and c == 0 else 1.0, s_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld)
     if sh == sw == 1:
         return gs[0]
     gx = np.empty((ci, h, wd, n), np.float32)
@@ -205,16 +219,18 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
     hp, wp, n, ld = _geometry(xs)
     gy = _f32(gy)
     plan = _plan(kh, kw, sh, sw, ph, pw)
-    mats = [np.zeros((co, len(taps) * ci), np.float32) for _, _, _, taps in plan]
+    gwt = np.zeros((kh, kw, ci, co), np.float32)  # taps that only meet padding stay zero
+    # single-tap GEMMs write their (Ci, Co) block of gwt directly; stacked ones go to a buffer
+    outs = [gwt[taps[0]] if len(taps) == 1 else np.zeros((len(taps) * ci, co), np.float32)
+            for _, _, _, taps in plan]
     x_ptr, g_ptr = xs.ctypes.data, gy.ctypes.data
-    a_ptrs = [a.ctypes.data for a in mats]
+    c_ptrs = [a.ctypes.data for a in outs]
     for g, o_off, x_off, cols in _calls(plan, oh, ow, hp, wp, n):
         k = len(plan[g][3]) * ci
-        _gemm(False, True, co, k, cols, g_ptr + 4 * o_off, oh * ow * n,
-              x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld, 1.0, a_ptrs[g], k)
-    gw = np.zeros((co, ci, kh, kw), np.float32)
-    for (_, _, _, taps), m in zip(plan, mats):
-        m = m.reshape(co, len(taps), ci)
-        for t, (i, j) in enumerate(taps):
-            gw[:, :, i, j] = m[:, t]
-    return gw
+        _gemm(False, True, k, co, cols, x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
+              g_ptr + 4 * o_off, oh * ow * n, 1.0, c_ptrs[g], co)
+    for (_, _, _, taps), m in zip(plan, outs):
+        if len(taps) > 1:
+            for t, tap in enumerate(taps):
+                gwt[tap] = m[t * ci:(t + 1) * ci]
+    return np.ascontiguousarray(gwt.transpose(3, 2, 0, 1))
