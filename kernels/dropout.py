@@ -1,7 +1,9 @@
 """Dropout masks from a counter-based generator: element i's fate is a hash of (key, i).
 
 No generator state lives on the device, so the same key gives the same mask on the CPU and on
-the GPU, and a mask can be recomputed instead of stored.
+the GPU, and a mask can be recomputed instead of stored. Element i is kept when its uniform
+u_i = b_i / 2^24 (b_i: the top 24 bits of the hash) is >= p, which the kernels test exactly in
+integers, as b_i >= ceil(p * 2^24): no float64 arithmetic on either device.
 """
 
 from __future__ import annotations
@@ -17,37 +19,42 @@ from ._dispatch import on_device
 from .layout import batch_last
 
 
-def _splitmix_uniform(key, i):
-    """splitmix64 of key + i, top 24 bits as a float in [0, 1): exact, the same on every device."""
+def _splitmix_bits(key, i):
+    """The top 24 bits of splitmix64(key + (i + 1) * golden): the same on every device."""
     z = uint64(key) + uint64(i + 1) * uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
     z = z ^ (z >> uint64(31))
-    return float(z >> uint64(40)) * (1.0 / 16777216.0)
+    return z >> uint64(40)
 
 
-_uniform = njit(cache=True, inline="always")(_splitmix_uniform)
-_uniform_cuda = _cuda.device(_splitmix_uniform)
+_bits = njit(cache=True, inline="always")(_splitmix_bits)
+_bits_cuda = _cuda.device(_splitmix_bits)
+
+
+def _threshold(p: float) -> np.uint64:
+    """ceil(p * 2^24): b / 2^24 >= p exactly when b >= this, for integer b (p * 2^24 is exact)."""
+    return np.uint64(np.ceil(p * 16777216.0))
 
 
 @njit(parallel=True, cache=True)
-def _dropout_cpu(x, p, scale, key, y, mask):
+def _dropout_cpu(x, thr, scale, key, y, mask):
+    zero = x.dtype.type(0)
     for i in prange(x.size):
-        keep = _uniform(key, i) >= p
-        m = scale if keep else 0.0
+        m = scale if _bits(key, i) >= thr else zero
         mask[i] = m
         y[i] = x[i] * m
 
 
 @njit(parallel=True, cache=True)
-def _dropout_batch_last_cpu(x, p, scale, key, y, mask):
+def _dropout_batch_last_cpu(x, thr, scale, key, y, mask):
     """x, y, mask: the (R, N) memory of batch-last (N, ...) arrays; element (r, n) is element
     n * R + r of the (N, ...) array, and its fate is drawn by that index, as above."""
     r_, n_ = x.shape
+    zero = x.dtype.type(0)
     for r in prange(r_):
         for n in range(n_):
-            keep = _uniform(key, n * r_ + r) >= p
-            m = scale if keep else 0.0
+            m = scale if _bits(key, n * r_ + r) >= thr else zero
             mask[r, n] = m
             y[r, n] = x[r, n] * m
 
@@ -60,36 +67,37 @@ def dropout(x, p: float, key: int):
         nd, n = x.ndim, x.shape[0]
         x2 = x.transpose(*range(1, nd), 0).reshape(-1, n)  # its memory, (R, N)
         y, mask = np.empty_like(x2), np.empty_like(x2)
-        _dropout_batch_last_cpu(x2, p, x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y, mask)
+        _dropout_batch_last_cpu(x2, _threshold(p), x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),
+                                y, mask)
         back = (*x.shape[1:], n)
         return (y.reshape(back).transpose(nd - 1, *range(nd - 1)),
                 mask.reshape(back).transpose(nd - 1, *range(nd - 1)))
     x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
     y = np.empty_like(x)
     mask = np.empty_like(x)
-    _dropout_cpu(x.reshape(-1), p, x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),
+    _dropout_cpu(x.reshape(-1), _threshold(p), x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),
                  y.reshape(-1), mask.reshape(-1))
     return y, mask
 
 
-@_cuda.kernel("a1 d f u a1 a1")
-def _dropout_cuda(x, p, scale, key, y, mask):
+@_cuda.kernel("a1 u f u a1 a1")
+def _dropout_cuda(x, thr, scale, key, y, mask):
     zero = x.dtype.type(0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        m = scale if _uniform_cuda(key, i) >= p else zero
+        m = scale if _bits_cuda(key, i) >= thr else zero
         mask[i] = m
         y[i] = x[i] * m
 
 
-@_cuda.kernel("a2 d f u a2 a2")
-def _dropout_batch_last_cuda(x, p, scale, key, y, mask):
+@_cuda.kernel("a2 u f u a2 a2")
+def _dropout_batch_last_cuda(x, thr, scale, key, y, mask):
     """The (R, N) memory of batch-last arrays, as the CPU twin: element (r, n) is n * R + r."""
     r_, n_ = x.shape
     zero = x.dtype.type(0)
     for e in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         r = e // n_
         n = e - r * n_
-        m = scale if _uniform_cuda(key, n * r_ + r) >= p else zero
+        m = scale if _bits_cuda(key, n * r_ + r) >= thr else zero
         mask[r, n] = m
         y[r, n] = x[r, n] * m
 
@@ -101,7 +109,7 @@ def dropout_cuda(x, p: float, key: int):
         nd, n = x.ndim, x.shape[0]
         x2 = x.transpose(*range(1, nd), 0).reshape(-1, n)
         y, mask = xp.empty_like(x2), xp.empty_like(x2)
-        _cuda.for_each(_dropout_batch_last_cuda, x2.size, x2, float(p),
+        _cuda.for_each(_dropout_batch_last_cuda, x2.size, x2, _threshold(p),
                        x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y, mask)
         back = (*x.shape[1:], n)
         return (y.reshape(back).transpose(nd - 1, *range(nd - 1)),
@@ -109,6 +117,6 @@ def dropout_cuda(x, p: float, key: int):
     x = xp.ascontiguousarray(x)
     y = xp.empty_like(x)
     mask = xp.empty_like(x)
-    _cuda.for_each(_dropout_cuda, x.size, x.reshape(-1), float(p), x.dtype.type(1.0 / (1.0 - p)),
-                   np.uint64(key), y.reshape(-1), mask.reshape(-1))
+    _cuda.for_each(_dropout_cuda, x.size, x.reshape(-1), _threshold(p),
+                   x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y.reshape(-1), mask.reshape(-1))
     return y, mask

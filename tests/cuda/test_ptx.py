@@ -25,8 +25,6 @@ KERNELS = _cuda.all_kernels()
 KERNEL_DIR = Path(_cuda.__file__).parent
 F64_MATH = re.compile(r"^\s*(add|sub|mul|fma|div|sqrt|rcp|max|min|neg|abs)(\.\w+)*\.f64\b",
                       re.MULTILINE)
-F64_BY_DESIGN = {"_dropout_cuda", "_dropout_batch_last_cuda"}  # the exact float64 uniform vs p,
-# as the CPU twin
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +49,7 @@ def test_kernel_compiles_to_ptx(compile_ptx, info, dtype):
     sig = _cuda.signatures(info)[0 if dtype == "float32" else 1]
     ptx = compile_ptx(info.py_func, sig)
     assert ".entry" in ptx and ".target sm_90" in ptx, f"{info.name}: no kernel entry in PTX"
-    if dtype == "float32" and info.name not in F64_BY_DESIGN:
+    if dtype == "float32":
         f64 = F64_MATH.findall(ptx)
         assert not f64, f"{info.name} float32 does float64 arithmetic ({len(f64)} instructions)"
 

@@ -31,8 +31,10 @@ def test_mask_statistics_and_scaling(device, p, dtype):
 
 
 def test_mask_is_the_documented_hash():
+    # the kernels compare the hash's top 24 bits with ceil(p * 2^24) in integers; that must
+    # keep exactly the elements whose float uniform is >= p, for any p
     for key in (0, 1, 2**62 + 12345, 2**63 - 1):
-        for p in (0.3, 0.5):
+        for p in (0.3, 0.5, 1e-7, 3 * 2.0**-24, 1 - 2.0**-24, 0.7 + 1e-12):
             _, mask = K.dropout(np.ones(1000), p, key)
             want = (splitmix_uniform(key, 1000) >= p) / (1 - p)
             assert_close(mask, want, 0, 0, f"mask for key {key}, p {p}")
