@@ -144,3 +144,18 @@ def test_dcgan_float32_step_matches_float64():
     for a, b in zip(grads32, grads64):
         assert a.dtype == np.float32 and b.dtype == np.float64
         assert_close(a, b, 0, 1e-4 * np.abs(b).max(), f"gradient of shape {b.shape}")
+
+
+def test_linear_output_is_batch_last_and_batchnorm1d_reads_it_as_rows():
+    gen = np.random.default_rng(10)
+    x = mg.tensor(gen.standard_normal((6, 5)), requires_grad=True)
+    w = mg.tensor(gen.standard_normal((7, 5)), requires_grad=True)
+    y = F.linear(x, w)
+    assert layout.batch_last(y.data)
+    assert_close(y.data, x.data @ w.data.T, 1e-14, 1e-14, "linear")
+    z = F.batch_norm(y, None, None, training=True)
+    assert layout.batch_last(z.data)
+    z_ref = F.batch_norm(mg.tensor(np.ascontiguousarray(y.data)), None, None, training=True)
+    assert_close(z.data, z_ref.data, 1e-12, 1e-12, "batchnorm1d on batch-last rows")
+    assert gradcheck(lambda x, w: F.batch_norm(F.linear(x, w), None, None, training=True) ** 2,
+                     [x, w], rtol=1e-6, atol=1e-8)

@@ -308,7 +308,10 @@ def linear(x, weight, bias=None) -> Tensor:
     for t, what in ((x, "input"), (weight, "weight")):
         if t.dtype.kind != "f":
             raise TypeError(f"linear: {what} must be a float array, got {t.dtype}")
-    y = matmul(x, weight.T)
+    # computed as (W x^T)^T: the result lies in batch-last memory (kernels/layout.py), as the
+    # convolutions' do, so a batchnorm after it reads contiguous rows and an Unflatten before
+    # a convolution is a view; the gradient for x comes back in the same layout
+    y = transpose(matmul(weight, transpose(x)))
     return y if bias is None else y + bias
 
 

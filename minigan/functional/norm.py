@@ -86,7 +86,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
                              f"{tuple(a.shape)}")
     gamma = as_tensor(weight) if weight is not None else Tensor(xp.ones(c, x.dtype))
     beta = as_tensor(bias) if bias is not None else Tensor(xp.zeros(c, x.dtype))
-    rows = x.ndim > 2 and batch_last(x.data)
+    rows = batch_last(x.data)
     if rows:  # batch-last memory (a convolution's output): one contiguous row per channel
         nd = x.ndim
         x3 = transpose(x, (*range(1, nd), 0)).reshape(1, c, -1)
