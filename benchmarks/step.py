@@ -146,7 +146,8 @@ def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool) 
 
 def peak_rss(framework: str, batch: int, device: str) -> dict:
     """Peak resident set (MiB) of a fresh process running a few steps of one framework, and
-    the resident set before the first step (both processes import both libraries)."""
+    the resident set before the first step. Each process holds one framework: minigan's never
+    imports torch; torch's imports minigan too (its nets start from minigan's weights)."""
     cmd = [sys.executable, __file__, "--only", framework, "--batch", str(batch),
            "--device", device]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -171,7 +172,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(a.threads)
     if a.only:
         if a.only == "torch":
-            import torch  # noqa: F401  (imported in both processes so the baselines match)
+            import torch  # noqa: F401  (before the baseline is read)
         step, models = minigan_step(a.batch[0], a.device)
         if a.only == "torch":
             step = torch_step(a.batch[0], a.device, models)
