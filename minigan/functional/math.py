@@ -173,10 +173,11 @@ class Reshape(Function):
         self.in_shape = x.shape
         self.batch_last = batch_last(x)
         if self.batch_last:
-            try:
-                return x.reshape(self.shape, copy=False)
-            except (ValueError, TypeError):  # no view possible (or CuPy, without copy=)
-                x = batch_first_copy(x)
+            n, nd = x.shape[0], x.ndim
+            if self.shape and self.shape[0] == n:  # per-sample dims only: a view, batch-last
+                rows = x.transpose((*range(1, nd), 0)).reshape(*self.shape[1:], n)
+                return rows.transpose((rows.ndim - 1, *range(rows.ndim - 1)))
+            x = batch_first_copy(x)
         return x.reshape(self.shape)
 
     def backward(self, gy):
