@@ -68,6 +68,16 @@ def available(dtype) -> bool:
     return _SGEMM is not None and np.dtype(dtype) == np.float32
 
 
+MIN_CHANNELS = 16  # below this, a tap's GEMM is a thin rank-few update: im2col does better
+
+
+def suits(a, b, channels) -> bool:
+    """Whether a convolution of arrays a and b with these (in, out) channel counts should take
+    this path: CPU (NumPy) float32 arrays, at least MIN_CHANNELS channels each way."""
+    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and available(a.dtype)
+            and b.dtype == a.dtype and min(channels) >= MIN_CHANNELS)
+
+
 def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
     """c = op(a) @ op(b) + beta * c, row-major, a/b/c raw addresses."""
     _SGEMM(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,

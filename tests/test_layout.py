@@ -11,7 +11,7 @@ from minigan import functional as F
 from minigan.gan.models import dcgan
 from minigan.gradcheck import gradcheck, gradgradcheck
 from minigan.kernels import activation, dropout, layout
-from minigan.testing import assert_close
+from minigan.testing import assert_close, splitmix_uniform
 
 
 def batch_last_array(shape, seed=0, dtype=np.float64):
@@ -57,6 +57,8 @@ def test_dropout_mask_does_not_depend_on_the_layout():
     y_ref, mask_ref = dropout.dropout(np.ascontiguousarray(x), 0.3, 4242)
     assert layout.batch_last(y) and layout.batch_last(mask)
     assert np.array_equal(mask, mask_ref) and np.array_equal(y, y_ref)
+    keep = splitmix_uniform(4242, x.size).reshape(x.shape) >= 0.3  # by (N, C, H, W) index
+    assert np.array_equal(mask != 0, keep)
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -1,6 +1,6 @@
 """2-D convolution and transposed convolution (PyTorch layouts), as GEMMs.
 
-On the CPU, float32 layers with at least SHIFTED_MIN_CHANNELS channels in and out run as one
+On the CPU, float32 layers with at least S.MIN_CHANNELS channels in and out run as one
 GEMM per kernel tap on shifted views (kernels/shifted.py: no padding multiplied, no column
 matrix); everything else (the GPU, float64, one-channel image layers, where a tap's GEMM would
 be a thin rank-1 update) runs as im2col + one GEMM. Both work on (C, H, W, N) images and hand
@@ -19,8 +19,6 @@ from .. import backend
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from ..kernels import conv as K
 from ..kernels import shifted as S
-
-SHIFTED_MIN_CHANNELS = 16
 
 
 def _pair(v, name: str) -> tuple[int, int]:
@@ -61,10 +59,8 @@ def _nchw(y, n, h, w):
 
 
 def _shifted(a, b, channels) -> bool:
-    """Whether a convolution on arrays a, b with these (in, out) channels takes the shifted-GEMM
-    path (CPU, float32, wide enough that each tap's GEMM is a real matrix product)."""
-    return (S.available(a.dtype) and b.dtype == a.dtype and backend.device_of(a) == "cpu"
-            and min(channels) >= SHIFTED_MIN_CHANNELS)
+    """Whether this convolution takes the shifted-GEMM path (kernels/shifted.py decides)."""
+    return S.suits(a, b, channels)
 
 
 class Conv2d(Function):

@@ -277,7 +277,7 @@ def test_against_torch_if_installed():
 
 @pytest.mark.parametrize("stride,output_padding", [(1, 0), (2, 1)])
 def test_float32_wide_layers_take_the_shifted_gemm_path(stride, output_padding):
-    """Float32 layers with >= SHIFTED_MIN_CHANNELS channels (the DCGAN's) run as shifted GEMMs
+    """Float32 layers with >= MIN_CHANNELS channels (the DCGAN's) run as shifted GEMMs
     on the CPU: forward and both gradients of conv2d and conv_transpose2d match the naive
     float64 loops to float32 rounding (sums of at most 16*25 products of O(1) terms)."""
     from minigan.functional import conv as C
@@ -285,10 +285,12 @@ def test_float32_wide_layers_take_the_shifted_gemm_path(stride, output_padding):
     if not C.S.available(np.float32):
         pytest.skip("no CBLAS sgemm found in NumPy's BLAS")
     gen = np.random.default_rng(7)
-    c = C.SHIFTED_MIN_CHANNELS
+    c = C.S.MIN_CHANNELS
     x = gen.standard_normal((3, c, 7, 7)).astype(np.float32)
     w = gen.standard_normal((c + 2, c, 5, 5)).astype(np.float32)
     assert C._shifted(x, w, (c, c + 2))
+    assert not C._shifted(x.astype(np.float64), w.astype(np.float64), (c, c + 2))  # im2col
+    assert not C._shifted(x, w, (1, c + 2))  # a one-channel image layer: im2col
     s, p = (stride, stride), (2, 2)
     xm, wm = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
     y = F.conv2d(xm, wm, None, s, p)
