@@ -13,7 +13,7 @@ from _common import parser, run
 
 from minigan.gan import TrainConfig
 
-# 20 epochs = 1560 steps of 64: 4.8 min on this 2-core CPU (0.18 s a step) when it was quiet;
+# 20 epochs = 1560 steps of 64: 3.7 min on this 2-core CPU (0.14 s a step) when it was quiet;
 # more while other work shares the cores.
 EPOCHS = 20
 

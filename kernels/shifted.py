@@ -15,14 +15,15 @@ the size of a column matrix (C*kh*kw x oH*oW*N, up to 300 MB at batch 256) is ev
 A stride-s convolution is first split into s*s phase images, x[:, py::s, px::s, :], stacked
 along the channel axis ((phase, channel) rows, all phases padded to one size with zeros, which
 stand for pixels outside the image): tap (i, j) reads phase ((i - pH) mod s, (j - pW) mod s)
-at a stride-1 shift (dy, dx). Taps of different phases with the same shift are one GEMM over
+at a stride-1 shift (dy, dx). Taps of consecutive phases with the same shift are one GEMM over
 their stacked rows (K = phases * Cin: 4 * 64 instead of 64 for the DCGAN's 5x5, stride-2
 layers, which keeps the GEMMs efficient). The adjoint (the input gradient, i.e. the transposed
 convolution) accumulates into a stacked phase buffer that is interleaved back at the end.
 
 The GEMMs go to the BLAS NumPy itself links (OpenBLAS in NumPy's wheels), through its CBLAS
 interface, since NumPy's matmul cannot accumulate into a strided view. `available()` says
-whether that library was found; without it the callers use im2col + GEMM.
+whether that library was found; without it, or with MINIGAN_SHIFTED_GEMM=0 in the environment,
+the callers use im2col + GEMM.
 """
 
 from __future__ import annotations
