@@ -59,18 +59,17 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     for i, ga in zip(checked, analytic):
         x = inputs[i]
         ga = np.zeros(x.shape) if ga is None else backend.to_numpy(ga.data)
-        flat = x.data.reshape(-1)
-        for k in range(flat.size):
-            old = float(flat[k])
-            flat[k] = old + eps
+        data = x.data  # perturbed in place by index: works for any strides (a reshape may copy)
+        for idx in np.ndindex(*x.shape):
+            old = float(data[idx])
+            data[idx] = old + eps
             fp = _value(fn, inputs, vs)
-            flat[k] = old - eps
+            data[idx] = old - eps
             fm = _value(fn, inputs, vs)
-            flat[k] = old
+            data[idx] = old
             num = (fp - fm) / (2 * eps)
-            a = float(ga.reshape(-1)[k])
+            a = float(ga[idx])
             if not abs(a - num) <= atol + rtol * abs(num):
-                idx = np.unravel_index(k, x.shape)
                 raise GradcheckError(f"{name}: gradient of input {i} (shape {tuple(x.shape)}) "
                                      f"at {tuple(int(j) for j in idx)}: analytic {a:.10g} vs "
                                      f"numeric {num:.10g} (diff {abs(a - num):.3g})")

@@ -49,6 +49,17 @@ def test_gradcheck_names_the_input_element_and_values():
         mg.gradcheck(lambda x: WrongFirstOrder()(x), [x], name="square")
 
 
+def test_gradcheck_perturbs_non_contiguous_inputs_in_place():
+    """A transposed or batch-last input (where reshape(-1) would be a copy) is still perturbed:
+    a right gradient passes and a wrong one is caught at the right element."""
+    x = mg.tensor(np.random.default_rng(2).standard_normal((4, 3)).T, requires_grad=True)
+    assert not x.data.flags.c_contiguous
+    assert mg.gradcheck(lambda x: F.tanh(x) * x, [x])
+    assert mg.gradgradcheck(lambda x: F.tanh(x) * x, [x])
+    with pytest.raises(GradcheckError, match=r"at \(2, 3\)"):
+        mg.gradcheck(lambda x: WrongFirstOrder()(x), [x])
+
+
 def test_gradgradcheck_catches_a_constant_in_backward():
     x = leaf((3,), seed=1)
     assert mg.gradcheck(lambda x: ConstantSecondOrder()(x), [x])

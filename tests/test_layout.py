@@ -161,3 +161,17 @@ def test_linear_output_is_batch_last_and_batchnorm1d_reads_it_as_rows():
     assert_close(z.data, z_ref.data, 1e-12, 1e-12, "batchnorm1d on batch-last rows")
     assert gradcheck(lambda x, w: F.batch_norm(F.linear(x, w), None, None, training=True) ** 2,
                      [x, w], rtol=1e-6, atol=1e-8)
+
+
+def test_upsample_and_its_adjoint_keep_batch_last_memory():
+    x = batch_last_array((3, 2, 4, 5), 11)
+    up = F.upsample_nearest2d(mg.tensor(x), 2)
+    assert layout.batch_last(up.data)
+    assert np.array_equal(up.data, np.ascontiguousarray(x).repeat(2, axis=2).repeat(2, axis=3))
+    xt = mg.tensor(x, requires_grad=True)
+    gy = batch_last_array((3, 2, 8, 10), 12)
+    (gx,) = mg.grad(F.upsample_nearest2d(xt, 2), [xt], mg.tensor(gy))
+    assert layout.batch_last(gx.data)
+    want = np.ascontiguousarray(gy).reshape(3, 2, 4, 2, 5, 2).sum(axis=(3, 5))
+    assert_close(gx.data, want, 1e-14, 1e-14, "upsample gradient (block sums)")
+    assert gradgradcheck(lambda a: F.upsample_nearest2d(a, 2) ** 2, [xt])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
 from ..kernels import dropout as K
+from ..kernels.layout import batch_last
 
 
 class Dropout(Function):
@@ -36,6 +37,9 @@ class UpsampleNearest(Function):
         self.s = s
 
     def forward(self, x):
+        if batch_last(x):  # repeat within the (C, H, W, N) memory: the result stays batch-last
+            rows = x.transpose(1, 2, 3, 0).repeat(self.s, axis=1).repeat(self.s, axis=2)
+            return rows.transpose(3, 0, 1, 2)
         return x.repeat(self.s, axis=2).repeat(self.s, axis=3)
 
     def backward(self, gy):
@@ -51,6 +55,9 @@ class BlockSum(Function):
     def forward(self, g):
         n, c, h, w = g.shape
         s = self.s
+        if batch_last(g):
+            rows = g.transpose(1, 2, 3, 0).reshape(c, h // s, s, w // s, s, n)
+            return rows.sum(axis=(2, 4)).transpose(3, 0, 1, 2)
         return g.reshape(n, c, h // s, s, w // s, s).sum(axis=(3, 5))
 
     def backward(self, gg):
