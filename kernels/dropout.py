@@ -16,7 +16,7 @@ from minigan import backend
 from . import _cuda
 from ._cuda import cuda
 from ._dispatch import on_device
-from .layout import batch_last
+from .layout import batch_last, from_last_memory, last_memory
 
 
 def _splitmix_bits(key, i):
@@ -64,14 +64,12 @@ def dropout(x, p: float, key: int):
     """y = x * mask, mask = 1/(1-p) with probability 1-p else 0; returns (y, mask), in x's
     layout when x is batch-last (see layout.py), the mask the same for either layout."""
     if batch_last(x):
-        nd, n = x.ndim, x.shape[0]
-        x2 = x.transpose(*range(1, nd), 0).reshape(-1, n)  # its memory, (R, N)
+        mem = last_memory(x)  # (..., N), a view
+        x2 = mem.reshape(-1, x.shape[0])
         y, mask = np.empty_like(x2), np.empty_like(x2)
         _dropout_batch_last_cpu(x2, _threshold(p), x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),
                                 y, mask)
-        back = (*x.shape[1:], n)
-        return (y.reshape(back).transpose(nd - 1, *range(nd - 1)),
-                mask.reshape(back).transpose(nd - 1, *range(nd - 1)))
+        return from_last_memory(y.reshape(mem.shape)), from_last_memory(mask.reshape(mem.shape))
     x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
     y = np.empty_like(x)
     mask = np.empty_like(x)
@@ -106,14 +104,12 @@ def _dropout_batch_last_cuda(x, thr, scale, key, y, mask):
 def dropout_cuda(x, p: float, key: int):
     xp = backend.array_module(x)
     if batch_last(x):
-        nd, n = x.ndim, x.shape[0]
-        x2 = x.transpose(*range(1, nd), 0).reshape(-1, n)
+        mem = last_memory(x)
+        x2 = mem.reshape(-1, x.shape[0])
         y, mask = xp.empty_like(x2), xp.empty_like(x2)
         _cuda.for_each(_dropout_batch_last_cuda, x2.size, x2, _threshold(p),
                        x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y, mask)
-        back = (*x.shape[1:], n)
-        return (y.reshape(back).transpose(nd - 1, *range(nd - 1)),
-                mask.reshape(back).transpose(nd - 1, *range(nd - 1)))
+        return from_last_memory(y.reshape(mem.shape)), from_last_memory(mask.reshape(mem.shape))
     x = xp.ascontiguousarray(x)
     y = xp.empty_like(x)
     mask = xp.empty_like(x)

@@ -36,12 +36,24 @@ def batch_first_copy(a):
     return transpose2d(a.transpose(_to_last(a.ndim)).reshape(-1, n)).reshape(a.shape)
 
 
+def last_memory(a):
+    """The values of `a` (N, ...) as a C-contiguous (..., N) array: a view when `a` is batch-last
+    already, else a copy with the tiled transpose."""
+    t = a.transpose(_to_last(a.ndim))
+    if t.flags.c_contiguous:
+        return t
+    n = a.shape[0]
+    return transpose2d(backend.array_module(a).ascontiguousarray(a).reshape(n, -1)).reshape(t.shape)
+
+
+def from_last_memory(m):
+    """The (N, ...) view of C-contiguous (..., N) memory: a batch-last array."""
+    return m.transpose(_to_first(m.ndim))
+
+
 def batch_last_copy(a):
     """The values of `a` (N, ...) copied into batch-last memory, returned as an (N, ...) view."""
-    n = a.shape[0]
-    xp = backend.array_module(a)
-    rows = transpose2d(xp.ascontiguousarray(a).reshape(n, -1))  # (rest, N)
-    return rows.reshape(*a.shape[1:], n).transpose(_to_first(a.ndim))
+    return from_last_memory(last_memory(a))
 
 
 def in_memory_order(fn, *arrays, **kwargs):

@@ -15,10 +15,10 @@ The three pieces are adjoint to one another, so each one's backward is made of t
 
 from __future__ import annotations
 
-from .. import backend
 from ..autograd import Function, Tensor, as_tensor, is_grad_enabled
 from ..kernels import conv as K
 from ..kernels import shifted as S
+from ..kernels.layout import last_memory
 
 
 def _pair(v, name: str) -> tuple[int, int]:
@@ -39,13 +39,7 @@ def _out_size(h, k, s, p, name, what="input"):
 def _chwn(a):
     """(N, C, H, W) -> contiguous (C, H, W, N); free when a is a batch-last view of such memory
     (what the convolutions return)."""
-    t = a.transpose(1, 2, 3, 0)
-    if t.flags.c_contiguous:
-        return t
-    if not a.flags.c_contiguous:
-        return backend.array_module(a).ascontiguousarray(t)
-    n = a.shape[0]
-    return K.transpose2d(a.reshape(n, -1)).reshape(*a.shape[1:], n)
+    return last_memory(a)
 
 
 def _rows(a):
@@ -56,11 +50,6 @@ def _rows(a):
 def _nchw(y, n, h, w):
     """(C, H*W*N) or (C, H, W, N) memory -> an (N, C, H, W) view of it (no copy)."""
     return y.reshape(-1, h, w, n).transpose(3, 0, 1, 2)
-
-
-def _shifted(a, b, channels) -> bool:
-    """Whether this convolution takes the shifted-GEMM path (kernels/shifted.py decides)."""
-    return S.suits(a, b, channels)
 
 
 class Conv2d(Function):
@@ -76,7 +65,7 @@ class Conv2d(Function):
         co, _, kh, kw = w.shape
         oh = _out_size(h, kh, sh, ph, "conv2d")
         ow = _out_size(wd, kw, sw, pw, "conv2d")
-        if _shifted(x, w, (ci, co)):
+        if S.suits(x, w, (ci, co)):
             pre = self.pre if self.pre is not None else S.split(_chwn(x), sh, sw)
             y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow)
         else:
@@ -122,7 +111,7 @@ class ConvTranspose2d(Function):
         if oh < 1 or ow < 1:
             raise ValueError(f"conv_transpose2d: output size ({oh}, {ow}) is not positive for "
                              f"input {tuple(x.shape)}, kernel {(kh, kw)}, padding {(ph, pw)}")
-        if _shifted(x, w, (ci, co)):  # the adjoint of conv2d(., w) from (co, oh, ow) to x
+        if S.suits(x, w, (ci, co)):  # the adjoint of conv2d(., w) from (co, oh, ow) to x
             return _nchw(S.conv2d_input_grad(_chwn(x), w, sh, sw, ph, pw, oh, ow), n, oh, ow)
         col = w.reshape(ci, -1).T @ _rows(x)  # (Cout*kh*kw, H*W*N)
         return _nchw(K.col2im(col, (co, oh, ow, n), kh, kw, sh, sw, ph, pw, h, wd), n, oh, ow)
@@ -131,7 +120,7 @@ class ConvTranspose2d(Function):
         x, w = self.inputs
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = w.shape[2:]
-        if _shifted(gy.data, w.data, w.shape[:2]):
+        if S.suits(gy.data, w.data, w.shape[:2]):
             pre = S.split(_chwn(gy.data), sh, sw)  # for both grads
         else:
             pre = K.im2col(_chwn(gy.data), kh, kw, sh, sw, ph, pw, *x.shape[2:])
@@ -154,7 +143,7 @@ class Conv2dGradWeight(Function):
         kh, kw = self.w_shape[2:]
         oh, ow = gy.shape[2:]
         pre, self.pre = self.pre, None
-        if _shifted(x, gy, self.w_shape[:2]):
+        if S.suits(x, gy, self.w_shape[:2]):
             xs = pre if pre is not None else S.split(_chwn(x), sh, sw)
             return S.conv2d_weight_grad(xs, _chwn(gy), sh, sw, ph, pw, kh, kw)
         col = pre if pre is not None else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow)

@@ -288,9 +288,9 @@ def test_float32_wide_layers_take_the_shifted_gemm_path(stride, output_padding):
     c = C.S.MIN_CHANNELS
     x = gen.standard_normal((3, c, 7, 7)).astype(np.float32)
     w = gen.standard_normal((c + 2, c, 5, 5)).astype(np.float32)
-    assert C._shifted(x, w, (c, c + 2))
-    assert not C._shifted(x.astype(np.float64), w.astype(np.float64), (c, c + 2))  # im2col
-    assert not C._shifted(x, w, (1, c + 2))  # a one-channel image layer: im2col
+    assert C.S.suits(x, w, (c, c + 2))
+    assert not C.S.suits(x.astype(np.float64), w.astype(np.float64), (c, c + 2))  # im2col
+    assert not C.S.suits(x, w, (1, c + 2))  # a one-channel image layer: im2col
     s, p = (stride, stride), (2, 2)
     xm, wm = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
     y = F.conv2d(xm, wm, None, s, p)
