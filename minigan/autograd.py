@@ -7,6 +7,7 @@ of Functions, so gradients of gradients come from the same machinery (`create_gr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import weakref
 
 import numpy as np
@@ -44,7 +45,7 @@ def is_grad_enabled() -> bool:
 class Tensor:
     """An array with an optional gradient and a link to the Function that made it."""
 
-    __slots__ = ("data", "requires_grad", "grad", "creator", "_index", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "creator", "_index", "_hooks", "__weakref__")
     __array_priority__ = 1000  # so that ndarray * Tensor defers to Tensor.__rmul__
 
     def __init__(self, data, requires_grad: bool = False):
@@ -53,6 +54,7 @@ class Tensor:
         self.grad: Tensor | None = None
         self.creator: Function | None = None
         self._index = 0
+        self._hooks = None                 # a leaf's gradient hooks: {0: {id: fn}}
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
@@ -87,6 +89,16 @@ class Tensor:
             return self
         return Tensor(backend.to_device(self.data, device), self.requires_grad)
 
+    def register_hook(self, fn) -> RemovableHandle:
+        """Call fn(grad) whenever this tensor's gradient is computed (before a leaf's `.grad`
+        accumulates it); a Tensor it returns replaces the gradient, as in PyTorch."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        owner = self if self.creator is None else self.creator  # a non-leaf's live on its maker
+        if owner._hooks is None:
+            owner._hooks = {}
+        return RemovableHandle(owner._hooks.setdefault(self._index, {}), fn)
+
     def backward(self, grad=None, retain_graph: bool = False, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's `.grad`."""
         if grad is None:
@@ -98,11 +110,46 @@ class Tensor:
                   create_graph)
 
 
+class RemovableHandle:
+    """Holds one hook in its table; `remove()` (or leaving a `with` block) takes it out."""
+
+    _ids = itertools.count()
+
+    def __init__(self, table: dict, fn):
+        self.table, self.id = table, next(RemovableHandle._ids)
+        table[self.id] = fn
+
+    def remove(self) -> None:
+        self.table.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def _run_hooks(hooks: dict, g: Tensor) -> Tensor:
+    for fn in list(hooks.values()):
+        out = fn(g)
+        if out is not None:
+            g = as_tensor(out)
+    return g
+
+
+def _hooked(t: Tensor, g: Tensor) -> Tensor:
+    """g after the gradient hooks registered on t (if any)."""
+    owner = t if t.creator is None else t.creator
+    hooks = owner._hooks and owner._hooks.get(t._index)
+    return _run_hooks(hooks, g) if hooks else g
+
+
 class Function:
     """A differentiable operation. Subclasses define forward(*arrays) and backward(*grads)."""
 
     inputs: tuple[Tensor, ...] | None = None
     retain_outputs = False
+    _hooks: dict | None = None           # gradient hooks of its outputs: {index: {id: fn}}
 
     def __call__(self, *inputs):
         xs = tuple(as_tensor(x, like=_first_tensor(inputs)) for x in inputs)
@@ -218,6 +265,9 @@ def _backprop(outputs, grad_outputs, inputs, retain_graph, create_graph, partial
         stop = wanted if partial else frozenset()
         for f in _toposort([y.creator for y in outputs if y.creator is not None], stop):
             gys = [grads.pop((id(f), i), None) for i in range(len(f.out_meta))]
+            if f._hooks:
+                gys = [g if g is None or not f._hooks.get(i) else _run_hooks(f._hooks[i], g)
+                       for i, g in enumerate(gys)]
             for i, g in enumerate(gys):
                 if wanted is not None and (id(f), i) in wanted and g is not None:
                     captured[(id(f), i)] = g
@@ -236,17 +286,20 @@ def _backprop(outputs, grad_outputs, inputs, retain_graph, create_graph, partial
                         leaves[id(x)] = x
             if not retain_graph:
                 f.release()
-    if wanted is not None:
-        captured.update((k, g) for k, g in grads.items() if k in wanted)
-        return captured
-    for key, leaf in leaves.items():
-        g = grads.get(key)
-        if g is None:
-            continue
-        if not create_graph:
-            g = Tensor(g.data)
-        leaf.grad = g if leaf.grad is None else (
-            leaf.grad + g if create_graph else Tensor(leaf.grad.data + g.data))
+        if wanted is not None:              # leaves, and inputs the sweep stopped at
+            rest = {_key(x): x for x in inputs if _key(x) in grads}
+            captured.update((k, _hooked(x, grads[k])) for k, x in rest.items())
+            return captured
+        for key, leaf in leaves.items():
+            g = grads.get(key)
+            if g is None:
+                continue
+            if leaf._hooks:
+                g = _hooked(leaf, g)
+            if not create_graph:
+                g = Tensor(g.data)
+            leaf.grad = g if leaf.grad is None else (
+                leaf.grad + g if create_graph else Tensor(leaf.grad.data + g.data))
     return None
 
 

@@ -209,3 +209,122 @@ def test_tensor_basics():
         mg.tensor(np.arange(3), requires_grad=True)
     assert "requires_grad=True" in repr(leaf([1.0]))
     assert isinstance(np.ones(2) * x, Tensor)  # ndarray defers to Tensor
+
+
+# ---- Tensor.register_hook ------------------------------------------------------------------
+
+def test_hook_on_an_intermediate_sees_and_scales_its_gradient():
+    x = leaf([1.0, 2.0, 3.0])
+    h = x * 2.0
+    seen = []
+    h.register_hook(lambda g: seen.append(g.numpy()) or g * 3.0)
+    ((h ** 2).sum()).backward()
+    # d/dh sum(h^2) = 2h = 4x; the hook triples it; dh/dx = 2, so x.grad = 24x
+    assert_close(seen[0], [4.0, 8.0, 12.0], 0, 1e-12, "gradient seen by the hook")
+    assert_close(x.grad.data, [24.0, 48.0, 72.0], 0, 1e-12, "x.grad through a tripling hook")
+
+
+def test_leaf_hook_sees_the_summed_gradient_once_before_accumulation():
+    x = leaf([1.0, -2.0])
+    x.grad = mg.tensor(np.array([100.0, 100.0]))
+    calls = []
+    x.register_hook(lambda g: calls.append(g.numpy()) or g * 10.0)
+    ((x * x).sum() + (3.0 * x).sum()).backward()
+    assert len(calls) == 1, f"leaf hook ran {len(calls)} times, expected once"
+    assert_close(calls[0], [5.0, -1.0], 0, 1e-12, "leaf hook input (2x + 3)")
+    assert_close(x.grad.data, [150.0, 90.0], 0, 1e-12, "x.grad = 100 + 10 (2x + 3)")
+
+
+def test_hook_on_the_output_and_on_a_dropped_intermediate():
+    x = leaf([1.0, 2.0])
+    h = x * x
+    h.register_hook(lambda g: g + 1.0)         # survives `del h`: held by the Function
+    y = h.sum()
+    y.register_hook(lambda g: g * 5.0)
+    del h
+    y.backward()
+    assert_close(x.grad.data, [12.0, 24.0], 0, 1e-12, "x.grad = (5 + 1) 2x")
+
+
+def test_several_hooks_run_in_registration_order_and_remove():
+    x = leaf([2.0])
+    h = x * 1.0
+    first = h.register_hook(lambda g: g + 1.0)
+    h.register_hook(lambda g: g * 2.0)
+    h.sum().backward(retain_graph=True)
+    assert_close(x.grad.data, [4.0], 0, 0, "(1 + 1) * 2")
+    first.remove()
+    first.remove()                               # a second remove is harmless
+    x.grad = None
+    h.sum().backward(retain_graph=True)
+    assert_close(x.grad.data, [2.0], 0, 0, "after removing the first hook")
+    x.grad = None
+    with x.register_hook(lambda g: g * 0.0):
+        h.sum().backward(retain_graph=True)
+    assert_close(x.grad.data, [0.0], 0, 0, "inside the with block")
+    x.grad = None
+    h.sum().backward()
+    assert_close(x.grad.data, [2.0], 0, 0, "after the with block")
+
+
+def test_hook_applies_to_grad_results_and_needs_a_graph():
+    x = leaf([1.0, 3.0])
+    x.register_hook(lambda g: -g)
+    (g,) = mg.grad((x * x).sum(), [x])
+    assert_close(g.data, [-2.0, -6.0], 0, 0, "grad() through a negating leaf hook")
+    assert x.grad is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        mg.tensor(np.ones(2)).register_hook(lambda g: g)
+
+
+def _penalty_numpy(x, w, scale):
+    g = scale * (1 - np.tanh(x * w) ** 2) * w     # d/dx of sum(tanh(x w)), scaled
+    return (g ** 2).sum()
+
+
+def _penalty_grad(x0, w0, hooked: bool, keep_hook: bool = False):
+    """d/dw of sum((d/dx sum(tanh(x w)) * 2)^2), the factor 2 from a hook or written out."""
+    x, w = leaf(x0), leaf(w0)
+    h = x * w                                     # (2, 3)
+    seen = []
+    if hooked:
+        def double(g):
+            seen.append(g.requires_grad)
+            return g * 2.0
+        handle = h.register_hook(double)
+        out = F.tanh(h).sum()
+    else:
+        out = (F.tanh(h) * 2.0).sum()             # the same first gradient, written out
+    (g,) = mg.grad(out, [x], create_graph=True)
+    if hooked and not keep_hook:
+        handle.remove()                           # the second sweep is then a true derivative
+    (g * g).sum().backward()
+    return w.grad.numpy(), seen
+
+
+def test_hook_under_create_graph_gradient_penalty():
+    rng = np.random.default_rng(0)
+    x0, w0 = rng.standard_normal((2, 3)), rng.standard_normal(3)
+    hooked, seen = _penalty_grad(x0, w0, True)
+    assert seen == [True], f"under create_graph the hook gets a graph Tensor, got {seen}"
+    plain, _ = _penalty_grad(x0, w0, False)
+    assert_close(hooked, plain, 1e-12, 1e-12, "penalty gradient, hooked vs rewritten")
+    eps, fd = 1e-6, np.zeros(3)
+    for i in range(3):
+        e = np.eye(3)[i] * eps
+        fd[i] = (_penalty_numpy(x0, w0 + e, 2.0) - _penalty_numpy(x0, w0 - e, 2.0)) / (2 * eps)
+    assert_close(hooked, fd, 1e-6, 1e-8, "penalty gradient vs central differences")
+
+
+def test_a_kept_hook_also_runs_in_the_second_sweep_as_in_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x0, w0 = rng.standard_normal((2, 3)), rng.standard_normal(3)
+    got, seen = _penalty_grad(x0, w0, True, keep_hook=True)
+    assert seen == [True, False], f"hook calls (requires_grad of what it saw): {seen}"
+    x, w = (torch.tensor(a, requires_grad=True) for a in (x0, w0))
+    h = x * w
+    h.register_hook(lambda g: g * 2.0)
+    (g,) = torch.autograd.grad(torch.tanh(h).sum(), [x], create_graph=True)
+    (g * g).sum().backward()
+    assert_close(got, w.grad.numpy(), 1e-12, 1e-12, "kept hook, minigan vs torch")

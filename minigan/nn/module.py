@@ -1,4 +1,8 @@
-"""Module and Parameter: containers of parameters and buffers with PyTorch's naming."""
+"""Module and Parameter: containers of parameters and buffers with PyTorch's naming.
+
+Forward-pre, forward and full-backward hooks follow PyTorch's signatures; a module without
+hooks pays one `is None` check per call.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .. import backend
-from ..autograd import Tensor
+from ..autograd import Function, RemovableHandle, Tensor, is_grad_enabled
 
 
 class Parameter(Tensor):
@@ -22,6 +26,8 @@ class Parameter(Tensor):
 
 class Module:
     """Base class: assign Parameters, Modules and buffers as attributes; define forward()."""
+
+    _hooks: dict | None = None    # {"forward_pre" | "forward" | "backward": {id: fn}} once used
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -59,7 +65,47 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if self._hooks is None:
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _hook_table(self, kind: str) -> dict:
+        if self._hooks is None:
+            object.__setattr__(self, "_hooks", {"forward_pre": {}, "forward": {}, "backward": {}})
+        return self._hooks[kind]
+
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+        """hook(module, args) runs before forward; a returned value (a tuple, or one value)
+        replaces the positional arguments."""
+        return RemovableHandle(self._hook_table("forward_pre"), hook)
+
+    def register_forward_hook(self, hook) -> RemovableHandle:
+        """hook(module, args, output) runs after forward; a returned value replaces the
+        output."""
+        return RemovableHandle(self._hook_table("forward"), hook)
+
+    def register_full_backward_hook(self, hook) -> RemovableHandle:
+        """hook(module, grad_input, grad_output) runs once the gradients with respect to the
+        module's tensor inputs are computed (grad_input is None for inputs that need none); a
+        returned tuple replaces grad_input."""
+        return RemovableHandle(self._hook_table("backward"), hook)
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict):
+        hooks = self._hooks
+        for hook in list(hooks["forward_pre"].values()):
+            out = hook(self, args)
+            if out is not None:
+                args = out if isinstance(out, tuple) else (out,)
+        state = None
+        if hooks["backward"] and is_grad_enabled():
+            state = _BackwardState(self)
+            args = state.wrap_inputs(args)
+        output = self.forward(*args, **kwargs)
+        for hook in list(hooks["forward"].values()):
+            out = hook(self, args, output)
+            if out is not None:
+                output = out
+        return output if state is None else state.wrap_outputs(output)
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
@@ -159,3 +205,62 @@ class Module:
                  self._modules.items()]
         head = f"{type(self).__name__}({self.extra_repr()}"
         return head + ("\n" + "\n".join(lines) + "\n)" if lines else ")")
+
+
+class _BackwardState:
+    """The identity nodes around one hooked call: the one after the outputs records
+    grad_output; the one before the inputs calls the hooks with grad_input (as PyTorch's
+    BackwardHook does). With no input that needs a gradient, the hooks run at the outputs."""
+
+    def __init__(self, module: Module):
+        self.module, self.grad_output, self.n_args, self.where = module, None, 0, []
+
+    def wrap_inputs(self, args: tuple) -> tuple:
+        self.n_args = len(args)
+        self.where = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        if not self.where:
+            return args
+        outs = _Identity(self, "inputs")(*(args[i] for i in self.where))
+        args = list(args)
+        for i, y in zip(self.where, outs):
+            args[i] = y
+        return tuple(args)
+
+    def wrap_outputs(self, output):
+        single = isinstance(output, Tensor)
+        outs = (output,) if single else tuple(output)
+        if not any(isinstance(y, Tensor) and y.requires_grad for y in outs):
+            return output
+        wrapped = _Identity(self, "outputs")(*outs)
+        return wrapped[0] if single else wrapped
+
+    def call(self, grads: tuple) -> tuple:
+        """Run the hooks on grad_input (one entry per positional argument) and return the
+        (possibly replaced) gradients of the inputs that need one."""
+        grad_input = [None] * self.n_args
+        for i, g in zip(self.where, grads):
+            grad_input[i] = g
+        grad_input = tuple(grad_input)
+        for hook in list(self.module._hooks["backward"].values()):
+            out = hook(self.module, grad_input, self.grad_output)
+            if out is not None:
+                grad_input = tuple(out)
+        return tuple(grad_input[i] for i in self.where)
+
+
+class _Identity(Function):
+    """Passes tensors through; its backward hands their gradients to a _BackwardState."""
+
+    def __init__(self, state: _BackwardState, side: str):
+        self.state, self.side = state, side
+
+    def forward(self, *xs):
+        return xs
+
+    def backward(self, *gys):
+        if self.side == "inputs":
+            return self.state.call(gys)
+        self.state.grad_output = gys
+        if not self.state.where:            # no input needs a gradient: no later node
+            self.state.call(())
+        return gys

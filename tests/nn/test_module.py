@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import minigan as mg
+from minigan import functional as F
 from minigan import nn
 from minigan.nn import init
 from minigan.testing import assert_close
@@ -187,3 +188,93 @@ def test_nn_functional_is_importable_as_in_pytorch():
     import minigan.functional
 
     assert importlib.import_module("minigan.nn.functional") is minigan.functional
+
+
+# ---- hooks ---------------------------------------------------------------------------------
+
+def _linear(w, b):
+    lin = nn.Linear(w.shape[1], w.shape[0]).double()
+    lin.weight.data[...] = w
+    lin.bias.data[...] = b
+    return lin
+
+
+W = np.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]])      # (out 2, in 3)
+B = np.array([0.5, -0.5])
+X = np.array([[1.0, 1.0, 1.0], [2.0, 0.0, -1.0]])      # (N 2, in 3)
+
+
+def test_module_has_no_hook_table_until_a_hook_is_registered():
+    lin = _linear(W, B)
+    assert lin._hooks is None, "a module without hooks must take the plain path"
+    lin.register_forward_hook(lambda m, a, y: None).remove()
+    assert_close(lin(mg.tensor(X)).data, X @ W.T + B, 0, 1e-12, "after removing the hook")
+
+
+def test_forward_pre_hook_and_forward_hook_replace_args_and_output():
+    lin = _linear(W, B)
+    calls = []
+    pre = lin.register_forward_pre_hook(lambda m, args: (args[0] * 2.0,))
+    lin.register_forward_hook(lambda m, args, y: calls.append(("first", y.numpy())))
+    lin.register_forward_hook(lambda m, args, y: y + 100.0)
+    lin.register_forward_hook(lambda m, args, y: calls.append(("third", y.numpy())))
+    y = lin(mg.tensor(X))
+    want = (2 * X) @ W.T + B
+    assert_close(calls[0][1], want, 0, 1e-12, "first forward hook sees the pre-hooked input")
+    assert_close(calls[1][1], want + 100, 0, 1e-12, "third hook sees the second's output")
+    assert_close(y.data, want + 100, 0, 1e-12, "output replaced by a forward hook")
+    pre.remove()
+    assert_close(lin(mg.tensor(X)).data, X @ W.T + B + 100, 0, 1e-12, "after removing the "
+                 "pre-hook")
+
+
+def test_full_backward_hook_sees_and_replaces_grad_input():
+    lin = _linear(W, B)
+    x = mg.tensor(X, requires_grad=True)
+    seen = {}
+
+    def hook(m, grad_input, grad_output):
+        seen["in"], seen["out"] = grad_input, grad_output
+        return (grad_input[0] * 10.0,)
+
+    with lin.register_full_backward_hook(hook):
+        y = lin(x)                                  # (2, 2)
+        ((y * y).sum() * 0.5).backward()
+    gy = X @ W.T + B                                 # d/dy of sum(y^2)/2
+    assert len(seen["out"]) == 1 and len(seen["in"]) == 1
+    assert_close(seen["out"][0].data, gy, 0, 1e-12, "grad_output")
+    assert_close(seen["in"][0].data, gy @ W, 0, 1e-12, "grad_input")
+    assert_close(x.grad.data, 10 * gy @ W, 0, 1e-12, "x.grad after grad_input * 10")
+    assert_close(lin.weight.grad.data, gy.T @ X, 0, 1e-12, "weight grad is untouched")
+    x.grad = None
+    ((lin(x) * lin(x)).sum() * 0.5).backward()
+    assert_close(x.grad.data, gy @ W, 0, 1e-12, "hook removed by the with block")
+
+
+def test_full_backward_hook_with_an_input_that_needs_no_grad():
+    net = nn.Sequential(_linear(W, B), nn.Tanh())
+    seen = []
+    net[0].register_full_backward_hook(lambda m, gi, go: seen.append((gi, go)))
+    net(mg.tensor(X)).sum().backward()
+    y = np.tanh(X @ W.T + B)
+    assert len(seen) == 1 and seen[0][0] == (None,), f"grad_input should be (None,): {seen}"
+    assert_close(seen[0][1][0].data, 1 - y ** 2, 0, 1e-12, "grad_output of the first layer")
+    assert_close(net[0].weight.grad.data, (1 - y ** 2).T @ X, 0, 1e-12, "weight grad")
+
+
+def test_hooked_module_keeps_second_derivatives():
+    def penalty_grad(with_hooks: bool):
+        mg.manual_seed(3)
+        net = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 1)).double()
+        if with_hooks:
+            for m in net.modules():
+                m.register_forward_pre_hook(lambda m, a: None)
+                m.register_forward_hook(lambda m, a, y: None)
+                m.register_full_backward_hook(lambda m, gi, go: None)
+        x = mg.tensor(X, requires_grad=True)
+        (g,) = mg.grad(F.tanh(net(x)).sum(), [x], create_graph=True)
+        ((g * g).sum()).backward()
+        return [p.grad.numpy() for p in net.parameters()]
+
+    for got, want in zip(penalty_grad(True), penalty_grad(False)):
+        assert_close(got, want, 1e-12, 1e-12, "gradient-penalty parameter gradient, hooked")
