@@ -9,6 +9,13 @@
     RUN/samples/epoch_NNN.png   the same 64 fixed noise vectors through G after every epoch
     RUN/progress.gif            all those grids in order, refreshed every epoch
     RUN/checkpoints/last.npz    G, D, both optimizers, random states, loader position, step
+    RUN/views.jsonl             per epoch, D's logits on fixed real and fake batches and their
+                                power spectra (callbacks.EpochViews)
+    RUN/internals.jsonl         with log_internals, per-layer statistics of G and D every
+                                `log_every` steps (callbacks.LayerStatistics)
+
+Per-step and per-epoch work beyond the loop itself is done by callbacks (callbacks.py); the
+pictures of what they record, and RUN/index.html, are drawn by minigan.report.
 
 A step: D descends on real images and on a batch of G(z) (detached, so G is untouched), then
 G descends on D's verdict on the same G(z). With `n_critic` > 1 (WGAN-GP) D takes that many
@@ -36,6 +43,7 @@ import numpy as np
 from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
+from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distance import PixelFrechet
 from .losses import GANLoss, make_loss
@@ -43,7 +51,9 @@ from .models import Recipe, build
 from .sampling import generate, to_uint8
 
 OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "progress.gif", "samples",
-           "checkpoints")
+           "checkpoints", "views.jsonl", "internals.jsonl", "index.html", "internals.png",
+           "d_logits.png", "spectra.png", "nearest.png", "spectrum.png", "inspect.json",
+           "eval.json")
 
 
 @dataclass
@@ -77,7 +87,8 @@ class TrainConfig:
     host_every: int | None = None       # steps between reads of the logged scalars on the host
                                         # (None: 1 on the CPU, log_every on a GPU, so a GPU
                                         # step never waits for the device)
-    log_internals: bool = False         # also log gradient and weight norms of every parameter
+    log_internals: bool = False         # also log gradient and weight norms of every parameter,
+                                        # and per-layer statistics (internals.jsonl)
     checkpoint_every: int = 0           # steps; 0 = at the end of every epoch only
     fd_every: int = 1                   # epochs between pixel Frechet distances; 0 = never
     quality_every: int = 1              # epochs between classifier metrics (mnist, quickdraw)
@@ -160,8 +171,10 @@ class Trainer:
     """Build everything a run needs from a TrainConfig; `fit()` trains and writes RUN/.
 
     `images` (uint8) replaces loading `config.dataset`; `loss` replaces `config.loss`;
-    `callbacks` are called as fn(trainer, stats) after every step; the values of `stats` are
-    0-d arrays on the training device (float(v) reads one, waiting for the device).
+    `callbacks` are `callbacks.Callback`s (on_train_begin, on_step_begin, on_step_end,
+    on_epoch_end, on_train_end) or plain functions called as fn(trainer, stats) after every
+    step; the values of `stats` are 0-d arrays on the training device (float(v) reads one,
+    waiting for the device). EpochViews, and LayerStatistics with `log_internals`, come first.
 
     The logged scalars (losses, D's accuracy, ...) stay on the device as 0-d arrays and are
     read on the host in one transfer every `host_every` steps, at each metrics line, before
@@ -202,7 +215,8 @@ class Trainer:
                                  seed=_seed_for(config.seed, 1), device=self.device)
         self.fixed_noise = np.random.default_rng(_seed_for(config.seed, 2)).standard_normal(
             (64, config.z_dim), dtype=np.float32)
-        self.callbacks = list(callbacks)
+        self.callbacks = [EpochViews()] + [LayerStatistics()] * bool(config.log_internals) + [
+            as_callback(c) for c in callbacks]
         self.step = 0
         self.epochs_drawn = 0            # epochs whose grid has been saved
         self.elapsed = 0.0               # training seconds before this session
@@ -431,10 +445,14 @@ class Trainer:
         bar = self._bar = _progress_bar(total, self.step, self.config.progress)
         old_handler = self._install_sigint()
         try:
+            for cb in self.callbacks:
+                cb.on_train_begin(self)
             if self.epoch > self.epochs_drawn:   # stopped between an epoch and its grid
                 self._end_of_epoch()
             batches = self._batches()
             while self.step < total:
+                for cb in self.callbacks:
+                    cb.on_step_begin(self)
                 self._consistent = False
                 stats = self.train_step(*(next(batches) for _ in range(self.n_critic)))
                 self.step += 1
@@ -463,6 +481,8 @@ class Trainer:
                 f"interrupted at step {self.step}; checkpoint saved to {path}. Continue with: "
                 f"python -m minigan train --resume {self.out}", path) from None
         finally:
+            for cb in self.callbacks:
+                cb.on_train_end(self)
             bar.close()
             self._bar = None
             self._restore_sigint(old_handler)
@@ -489,8 +509,8 @@ class Trainer:
             self._log(**(self.internals() if self.config.log_internals else {}))
         if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
             self.save_checkpoint()
-        for fn in self.callbacks:
-            fn(self, stats)
+        for cb in self.callbacks:
+            cb.on_step_end(self, stats)
 
     def _log(self, **extra) -> None:
         record = {"step": self.step, "epoch": self.epoch + self.loader._batch / len(self.loader)}
@@ -534,6 +554,8 @@ class Trainer:
         if extra:
             self._log(**extra)
         self._refresh_pictures()
+        for cb in self.callbacks:
+            cb.on_epoch_end(self)
         self.save_checkpoint()
 
     def _quality_ready(self) -> bool:

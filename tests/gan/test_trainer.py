@@ -210,3 +210,93 @@ def test_a_keyboard_interrupt_between_steps_also_saves(tmp_path, quick_curves):
     with pytest.raises(TrainingInterrupted):
         trainer.fit()
     assert load_checkpoint(trainer.checkpoint_path)["step"] == 3
+
+
+# ---- callbacks: layer statistics and what D sees ---------------------------------------------
+
+def test_layer_statistics_match_numpy_on_a_small_net(tmp_path):
+    from types import SimpleNamespace
+
+    from minigan import nn
+    from minigan.functional import binary_cross_entropy_with_logits as bce
+    from minigan.gan.callbacks import LayerStatistics, read_jsonl
+
+    minigan.manual_seed(0)
+    G = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.LeakyReLU(0.2)).double()
+    D = nn.Sequential(nn.Linear(4, 1)).double()
+    G[1].running_mean[...] = [0.1, -0.2, 0.3, 0.0]
+    G[1].running_var[...] = [1.0, 2.0, 0.5, 4.0]
+    rm, rv = G[1].running_mean.astype(np.float64), G[1].running_var.astype(np.float64)
+    trainer = SimpleNamespace(G=G, D=D, out=tmp_path, step=1, epoch=0,
+                              loader=SimpleNamespace(_batch=2, __len__=lambda: 4),
+                              config=SimpleNamespace(log_every=2))
+    trainer.loader = type("L", (), {"_batch": 2, "__len__": lambda self: 4})()
+    stats = LayerStatistics()
+    stats.on_step_begin(trainer)                      # step 2 is a log step: hooks armed
+    z = np.random.default_rng(0).standard_normal((8, 3))
+    logits = D(G(minigan.tensor(z)))
+    D(G(minigan.tensor(z * 5)))                        # a second call is not recorded
+    bce(logits, np.ones((8, 1))).backward()
+    trainer.step = 2
+    stats.on_step_end(trainer, {})
+    assert G[0]._hooks is not None and not any(G[0]._hooks.values()), "hooks left behind"
+
+    # NumPy: the same forward and the gradient of mean BCE(logit, 1) = mean softplus(-logit)
+    w0, b0 = G[0].weight.numpy(), G[0].bias.numpy()
+    a = z @ w0.T + b0                                              # (8, 4)
+    mu, var = a.mean(0), a.var(0)
+    bn = (a - mu) / np.sqrt(var + G[1].eps) * G[1].weight.numpy() + G[1].bias.numpy()
+    act = np.where(bn > 0, bn, 0.2 * bn)
+    logit = act @ D[0].weight.numpy().T + D[0].bias.numpy()        # (8, 1)
+    g_logit = -1 / (1 + np.exp(logit)) / 8
+    g_act = g_logit @ D[0].weight.numpy()
+    want = {
+        "G.0": {"mean": a.mean(), "std": a.std()},
+        "G.1": {"mean": bn.mean(), "std": bn.std(), "grad": np.linalg.norm(g_act *
+                np.where(bn > 0, 1, 0.2)),
+                "bn_shift": (np.abs(mu - rm) / np.sqrt(rv + G[1].eps)).mean(),
+                "bn_log_var_ratio": np.log((var + G[1].eps) / (rv + G[1].eps)).mean()},
+        "G.2": {"mean": act.mean(), "std": act.std(), "neg": (bn < 0).mean(),
+                "grad": np.linalg.norm(g_act)},
+        "D.0": {"mean": logit.mean(), "std": logit.std(), "grad": np.linalg.norm(g_logit)},
+    }
+    (line,) = read_jsonl(tmp_path / "internals.jsonl")
+    assert line["step"] == 2 and line["epoch"] == 0.5
+    assert list(line["layers"]) == ["G.0", "G.1", "G.2", "D.0"]
+    for layer, values in want.items():
+        for stat, v in values.items():
+            got = line["layers"][layer][stat]
+            assert abs(got - v) <= 1e-9 * (1 + abs(v)), f"{layer} {stat}: {got} vs NumPy {v}"
+
+
+def test_internals_and_views_are_recorded_and_cut_back_on_resume(tmp_path, quick_curves):
+    from minigan.gan.callbacks import read_jsonl
+
+    Trainer(_config(tmp_path, steps=8, log_internals=True)).fit()
+    run = tmp_path / "run"
+    lines = read_jsonl(run / "internals.jsonl")
+    assert [r["step"] for r in lines] == [2, 4, 6, 8]
+    names = list(lines[0]["layers"])
+    assert names[0] == "G.0" and any(n.startswith("D.") for n in names)
+    assert all({"mean", "std", "grad"} <= set(v) for v in lines[0]["layers"].values())
+    views = read_jsonl(run / "views.jsonl")
+    assert [v["epoch"] for v in views] == [1]
+    assert len(views[0]["logits_real"]) == len(views[0]["logits_fake"]) == 48
+    assert np.shape(views[0]["spectrum_fake"]) == (8, 8)
+    for name in ("views.jsonl", "internals.jsonl"):         # lines from after the checkpoint
+        with open(run / name, "a") as f:
+            f.write(json.dumps({"step": 99, "epoch": 9, "layers": {}}) + "\n")
+    Trainer.resume(run, steps=12).fit()
+    assert [r["step"] for r in read_jsonl(run / "internals.jsonl")] == [2, 4, 6, 8, 10, 12]
+    assert [v["epoch"] for v in read_jsonl(run / "views.jsonl")] == [1, 2]
+
+
+def test_views_do_not_change_the_training(tmp_path, quick_curves):
+    from minigan.gan.callbacks import EpochViews
+
+    a = Trainer(_config(tmp_path, "a", steps=8))
+    a.callbacks = [c for c in a.callbacks if not isinstance(c, EpochViews)]
+    a.fit()
+    b = Trainer(_config(tmp_path, "b", steps=8, log_internals=True))
+    b.fit()
+    _assert_identical(a, b)
