@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from minigan.gan import TrainConfig, Trainer
+from minigan.precompile import compile_cpu_kernels
 
 
 def parser(description: str, epochs: int, out: str) -> argparse.ArgumentParser:
@@ -32,6 +33,8 @@ def run(config: TrainConfig, restart: bool = False) -> dict:
     print(f"{config.arch} on {config.dataset}: {len(trainer.images)} images "
           f"{trainer.image_shape}, batch {trainer.recipe.batch_size}, "
           f"{trainer.steps_per_epoch} steps an epoch, {config.epochs} epochs")
+    if trainer.device == "cpu":
+        compile_cpu_kernels()  # says so when the kernels are not in numba's cache yet
     try:
         summary = trainer.fit()
     except KeyboardInterrupt as e:

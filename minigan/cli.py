@@ -146,6 +146,10 @@ def _train(args, parser) -> int:
         config.out = args.out or f"runs/{_slug(config.dataset)}-{config.arch}"
         config.progress = not args.no_progress
         trainer = Trainer(config, overwrite=args.overwrite)
+    if trainer.device == "cpu":
+        from .precompile import compile_cpu_kernels
+
+        compile_cpu_kernels()  # says so when the kernels are not in numba's cache yet
     critic = f", {trainer.n_critic} D steps each" if trainer.n_critic > 1 else ""
     print(f"training {trainer.config.arch} on {trainer.config.dataset} with the "
           f"{trainer.loss.name} loss ({len(trainer.images)} images {trainer.image_shape}), "
