@@ -1,33 +1,8 @@
 """minigan: a small deep-learning framework, written from scratch, to train and study GANs."""
 
-import importlib.util
-import os
-import sys
-
-
-def _register_checkout_kernels() -> None:
-    """Installed, the kernels are the subpackage minigan.kernels; in a source checkout they sit
-    beside this folder, in kernels/ (a PyPI package called `kernels` exists, so they are never
-    installed under that name). When this minigan/ is the checkout's (run from the repository
-    folder, or with no install at all), register ../kernels as minigan.kernels."""
-    if os.path.isdir(os.path.join(__path__[0], "kernels")) or "minigan.kernels" in sys.modules:
-        return
-    folder = os.path.join(os.path.dirname(__path__[0]), "kernels")
-    init = os.path.join(folder, "__init__.py")
-    if not os.path.isfile(init):
-        return  # an installed minigan without its kernels: the imports below say what is missing
-    spec = importlib.util.spec_from_file_location("minigan.kernels", init,
-                                                  submodule_search_locations=[folder])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["minigan.kernels"] = module
-    spec.loader.exec_module(module)
-    globals()["kernels"] = module  # as the import system sets a subpackage on its parent
-
-
-_register_checkout_kernels()
-
-from . import backend, functional  # noqa: E402  (importing functional gives Tensor its operators)
-from . import data, nn, optim  # noqa: E402  (minigan.nn.Linear, as torch.nn.Linear)
+# _checkout first: in a source checkout it makes kernels/ importable as minigan.kernels;
+# functional gives Tensor its operators; nn, optim, data as in torch (minigan.nn.Linear)
+from . import _checkout, backend, data, functional, nn, optim  # noqa: F401
 from .autograd import Function, Tensor, enable_grad, grad, is_grad_enabled, no_grad
 from .backend import cuda_available, manual_seed
 from .gradcheck import gradcheck, gradgradcheck
