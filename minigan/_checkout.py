@@ -17,7 +17,7 @@ def register_kernels() -> None:
     folder = os.path.join(os.path.dirname(_HERE), "kernels")
     init = os.path.join(folder, "__init__.py")
     if not os.path.isfile(init):
-        return  # an installed minigan without its kernels: importing its kernels says what is missing
+        return  # an installed minigan missing its kernels: importing them says so
     spec = importlib.util.spec_from_file_location("minigan.kernels", init,
                                                   submodule_search_locations=[folder])
     module = importlib.util.module_from_spec(spec)
