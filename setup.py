@@ -23,7 +23,7 @@ setup(
     extras_require={
         "cuda12": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20"],
         "cuda13": ["cupy-cuda13x>=13.6", "numba-cuda[cu13]>=0.20"],
-        "test": ["pytest>=7", "hypothesis>=6", "numba-cuda[cu13]>=0.20"],
+        "test": ["pytest>=7", "hypothesis>=6", "numba-cuda[cu13]>=0.20", "playwright>=1.40"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},

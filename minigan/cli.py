@@ -1,4 +1,4 @@
-"""The command line: python -m minigan train | sample | interpolate | eval.
+"""The command line: python -m minigan train | sample | interpolate | eval | inspect.
 
     python -m minigan train --dataset mnist --arch dcgan --epochs 5 --out runs/mnist
     python -m minigan train --loss wgan-gp --epochs 5 --out runs/mnist-wgan
@@ -6,6 +6,7 @@
     python -m minigan sample runs/mnist -n 64 -o digits.png
     python -m minigan interpolate runs/mnist -o walk.gif
     python -m minigan eval runs/mnist -n 2000
+    python -m minigan inspect runs/mnist      # nearest training images, spectra, index.html
 """
 
 from __future__ import annotations
@@ -115,6 +116,20 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-n", type=int, default=2000, help="number of samples (default 2000)")
     e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
+    n = sub.add_parser("inspect", help="is G copying? samples beside their nearest training "
+                                       "images, power spectra, and the run's index.html",
+                       description="Write RUN/nearest.png (samples beside their nearest "
+                                   "training images, in the classifier's feature space for "
+                                   "MNIST and Quick Draw, else in pixels), RUN/spectrum.png, "
+                                   "RUN/inspect.json, and rewrite RUN/index.html.")
+    n.add_argument("run", help="run folder")
+    n.add_argument("-n", type=int, default=8, help="samples shown in nearest.png (default 8)")
+    n.add_argument("-k", type=int, default=5, help="neighbours shown per sample (default 5)")
+    n.add_argument("--stats", type=int, default=500,
+                   help="samples and held-out images behind the distance ratio (default 500)")
+    n.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    n.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     return p
 
 
@@ -146,6 +161,9 @@ def _train(args, parser) -> int:
         config.out = args.out or f"runs/{_slug(config.dataset)}-{config.arch}"
         config.progress = not args.no_progress
         trainer = Trainer(config, overwrite=args.overwrite)
+    from .report import RunReport
+
+    trainer.callbacks.append(RunReport())       # RUN/index.html and its pictures, every epoch
     if trainer.device == "cpu":
         from .precompile import compile_cpu_kernels
 
@@ -271,6 +289,17 @@ def _eval(args) -> int:
     return 0
 
 
+def _inspect(args) -> int:
+    from .inspect import describe, inspect_run
+
+    if args.n < 1 or args.k < 1:
+        raise ValueError(f"-n and -k must be at least 1, got -n {args.n} -k {args.k}")
+    result = inspect_run(args.run, n=args.n, k=args.k, n_stats=args.stats, seed=args.seed,
+                         device=args.device)
+    print(describe(result, args.run))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -284,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sample(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "inspect":
+            return _inspect(args)
         return _interpolate(args)
     except TrainingInterrupted as e:
         print(f"\n{e}", file=sys.stderr)

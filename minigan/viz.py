@@ -1,4 +1,6 @@
-"""Pictures of training: image grids, a progress GIF and loss/accuracy curves.
+"""Pictures of training: image grids, a progress GIF, loss/accuracy curves, and what a run
+recorded (layer-statistics heat maps, D's logit histograms, power spectra, nearest-neighbour
+sheets). This is the one plotting module; minigan.report decides what a run folder shows.
 
 Generator output in [-1, 1] (N, C, H, W) and dataset images in uint8 (N, H, W[, 3]) are both
 accepted. matplotlib is imported only by `plot_curves`, and without pyplot, so it never needs a
@@ -224,4 +226,178 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    return path
+
+
+# ---- what a run recorded: layer statistics, D's logits, spectra, nearest neighbours --------
+
+INTERNAL_PANELS = (  # (statistic, title, colour map, transform)
+    ("mean", "activation mean", "RdBu_r", None),
+    ("std", "activation std (log10)", "viridis", "log10"),
+    ("neg", "LeakyReLU inputs < 0 (fraction)", "magma", None),
+    ("grad", "gradient norm at the output (log10)", "viridis", "log10"),
+    ("bn_shift", "BatchNorm |batch - running mean| / running std", "viridis", None),
+    ("bn_log_var_ratio", "BatchNorm log(batch var / running var)", "RdBu_r", None),
+)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def internals_matrix(lines: Sequence[dict], stat: str) -> tuple[list, list, np.ndarray]:
+    """(layer labels, steps, values (layers, steps)) of one statistic of internals.jsonl lines;
+    NaN where a layer has no such statistic."""
+    names: dict = {}
+    for line in lines:
+        for name, v in line["layers"].items():
+            names.setdefault(name, f"{name} {v.get('type', '')}".strip())
+    steps = [line["step"] for line in lines]
+    m = np.full((len(names), len(lines)), np.nan)
+    for j, line in enumerate(lines):
+        for i, name in enumerate(names):
+            v = line["layers"].get(name, {}).get(stat)
+            if v is not None:
+                m[i, j] = v
+    return list(names.values()), steps, m
+
+
+def plot_internals(lines: Sequence[dict], path: str | os.PathLike,
+                   title: str | None = None) -> Path:
+    """internals.jsonl as heat maps: one row per layer (G's, then D's), training step along x,
+    one panel per statistic; a dead layer or an exploding gradient is a stripe."""
+    import matplotlib
+
+    labels = internals_matrix(lines, "mean")[0] if lines else []
+    rows = max(len(labels), 1)
+    fig = _figure(15, 1.2 + 3 * (0.6 + 0.17 * rows))
+    axes = fig.subplots(3, 2, squeeze=False).ravel()
+    for ax, (stat, name, cmap, transform) in zip(axes, INTERNAL_PANELS, strict=True):
+        _, steps, m = internals_matrix(lines, stat) if lines else ([], [], np.zeros((0, 0)))
+        if transform == "log10":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                m = np.log10(np.maximum(m, 1e-30))
+        finite = m[np.isfinite(m)]
+        ax.set_title(name, fontsize=10)
+        if finite.size == 0:
+            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="gray")
+            ax.set_yticks([])
+            continue
+        lo, hi = np.percentile(finite, [1, 99])
+        if cmap == "RdBu_r":                                     # centred on 0
+            lo, hi = -max(abs(lo), abs(hi), 1e-12), max(abs(lo), abs(hi), 1e-12)
+        elif stat == "neg":
+            lo, hi = 0.0, 1.0
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")
+        x0, x1 = (steps[0], steps[-1]) if len(steps) > 1 else (steps[0] - 0.5, steps[0] + 0.5)
+        im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap=cm, vmin=lo,
+                       vmax=hi if hi > lo else lo + 1e-12, interpolation="nearest",
+                       extent=(x0, x1, len(labels) - 0.5, -0.5))
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel("step", fontsize=8)
+        first_d = next((i for i, s in enumerate(labels) if s.startswith("D")), 0)
+        if first_d:
+            ax.axhline(first_d - 0.5, color="black", lw=1.2)          # G above, D below
+        fig.colorbar(im, ax=ax, shrink=0.9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_logit_histograms(views: Sequence[dict], path: str | os.PathLike,
+                          max_panels: int = 12) -> Path:
+    """D's logits on the fixed real and fake batches, one small histogram per epoch (the last
+    `max_panels` epochs), on shared bins; 0 (D undecided) marked."""
+    views = list(views)[-max_panels:]
+    cols = min(max(len(views), 1), 4)
+    rows = max(1, math.ceil(len(views) / cols))
+    fig = _figure(3.2 * cols, 2.4 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True).ravel()
+    every = np.concatenate([np.asarray(v[k], np.float64) for v in views
+                            for k in ("logits_real", "logits_fake")]) if views else np.zeros(1)
+    every = every[np.isfinite(every)]
+    lo, hi = np.percentile(every, [0.5, 99.5]) if every.size else (-1.0, 1.0)
+    lo, hi = min(lo, -0.5), max(hi, 0.5)
+    bins = np.linspace(lo, hi, 41)
+    for ax in axes[len(views):]:
+        ax.axis("off")
+    for ax, v in zip(axes, views, strict=False):
+        real = np.clip(np.asarray(v["logits_real"], np.float64), lo, hi)
+        fake = np.clip(np.asarray(v["logits_fake"], np.float64), lo, hi)
+        ax.hist(real, bins, color="tab:blue", alpha=0.6, label="real")
+        ax.hist(fake, bins, color="tab:orange", alpha=0.6, label="G(z)")
+        ax.axvline(0, color="black", lw=0.8)
+        acc = 0.5 * ((real > 0).mean() + (fake < 0).mean())
+        ax.set_title(f"epoch {v['epoch']}: D right on {100 * acc:.0f}%", fontsize=9)
+        ax.tick_params(labelsize=7)
+    if views:
+        axes[0].legend(fontsize=7)
+    fig.supxlabel("D's logit (> 0: 'real')", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_spectra(real: np.ndarray, fakes: Sequence[tuple[str, np.ndarray]],
+                 path: str | os.PathLike, max_panels: int = 6) -> Path:
+    """Mean log10 power spectra (fftshifted: lowest frequency in the middle, highest at the
+    edges): real images, then each labelled fake one, and below each fake, fake - real."""
+    import matplotlib
+
+    fakes = list(fakes)
+    if len(fakes) > max_panels:                       # the first, the last, evenly between
+        keep = np.unique(np.linspace(0, len(fakes) - 1, max_panels).round().astype(int))
+        fakes = [fakes[i] for i in keep]
+    cols = 1 + len(fakes)
+    fig = _figure(2.3 * cols + 0.8, 4.8)
+    axes = fig.subplots(2, cols, squeeze=False)
+    real = np.asarray(real, np.float64)
+    lo, hi = np.percentile(np.concatenate([real.ravel()] + [np.ravel(f) for _, f in fakes]),
+                           [1, 99.5])
+    diffs = [np.asarray(f, np.float64) - real for _, f in fakes]
+    span = max([np.abs(d).max() for d in diffs] + [1e-6])
+    im = axes[0, 0].imshow(real, cmap="inferno", vmin=lo, vmax=hi)
+    axes[0, 0].set_title("real", fontsize=9)
+    axes[1, 0].text(0.5, 0.5, "below: samples\nminus real\n(log10 power)", ha="center",
+                    va="center", fontsize=8, transform=axes[1, 0].transAxes)
+    cm = matplotlib.colormaps["RdBu_r"]
+    dim = None
+    for j, ((label, f), d) in enumerate(zip(fakes, diffs, strict=True), start=1):
+        axes[0, j].imshow(np.asarray(f, np.float64), cmap="inferno", vmin=lo, vmax=hi)
+        axes[0, j].set_title(label, fontsize=9)
+        dim = axes[1, j].imshow(d, cmap=cm, vmin=-span, vmax=span)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[1, 0].axis("off")
+    fig.colorbar(im, ax=axes[0, :].tolist(), shrink=0.8, label="log10 power")
+    if dim is not None:
+        fig.colorbar(dim, ax=axes[1, :].tolist(), shrink=0.8, label="difference")
+    return _save(fig, path)
+
+
+def save_nearest_sheet(samples, neighbours, path: str | os.PathLike, scale: int = 2) -> Path:
+    """Each sample (N, C, H, W) in a row, a gap, then its k nearest training images
+    (N, k, C, H, W); floats in [-1, 1] or uint8 as image_grid takes them."""
+    from PIL import Image
+
+    s = _as_uint8_nhwc(samples)                                   # (N, H, W, C)
+    nb = _as_uint8_nhwc(np.asarray(neighbours).reshape((-1,) + np.shape(neighbours)[2:]))
+    n, k = s.shape[0], np.shape(neighbours)[1]
+    nb = nb.reshape(n, k, *nb.shape[1:])
+    blank = np.full_like(s[:1], 128)                              # the gap column
+    tiles = np.concatenate([np.concatenate([s[i:i + 1], blank, nb[i]]) for i in range(n)])
+    grid = image_grid(tiles, nrow=k + 2, pad_value=128)
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
     return path

@@ -1,0 +1,105 @@
+"""RUN/index.html in a real headless Chromium: no errors, every image there and drawn, the
+epoch slider switching the grid; and the page's pieces from the run folder's files."""
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from minigan.gan import TrainConfig, Trainer
+from minigan.report import RunReport, refresh
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
+                             shutil.which("chromium") or "", shutil.which("chromium-browser")
+                             or "") if p and Path(p).is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """Two epochs of a tiny GAN on 8x8 ellipses with every recorder on, the page refreshed by
+    the RunReport callback as training goes."""
+    out = tmp_path_factory.mktemp("page") / "run"
+    config = TrainConfig(dataset="ellipses", limit=48, image_size=8, width=4, z_dim=8,
+                         batch_size=8, epochs=2, out=str(out), progress=False, log_every=2,
+                         log_internals=True)
+    Trainer(config, callbacks=[RunReport()]).fit()
+    return out
+
+
+def test_the_page_names_what_the_run_folder_holds(run):
+    page = (run / "index.html").read_text()
+    for name in ("samples/epoch_001.png", "samples/epoch_002.png", "curves.png",
+                 "progress.gif", "internals.png", "d_logits.png", "spectra.png"):
+        assert (run / name).is_file(), f"{name} was not written"
+        assert name in page, f"index.html does not show {name}"
+    assert "http://" not in page and "https://" not in page, "the page must work offline"
+    assert "minigan inspect" in page, "without inspect, the page says how to get nearest.png"
+
+
+def test_the_page_is_rewritten_at_every_epoch(tmp_path):
+    seen = []
+
+    class Look(RunReport):
+        def on_epoch_end(self, trainer):
+            super().on_epoch_end(trainer)
+            seen.append((run / "index.html").read_text().count('id="grid"'))
+            seen.append(f"samples/epoch_{trainer.epoch:03d}.png" in
+                        (run / "index.html").read_text())
+
+    run = tmp_path / "run"
+    config = TrainConfig(dataset="ellipses", limit=16, image_size=8, width=4, z_dim=8,
+                         batch_size=8, epochs=2, out=str(run), progress=False, log_every=1,
+                         fd_every=0)
+    Trainer(config, callbacks=[Look()]).fit()
+    assert seen == [1, True, 1, True], f"page after each epoch: {seen}"
+
+
+def test_the_page_shows_an_eval_table_and_the_nearest_sheet(run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "eval.json").write_text(json.dumps({"fd": 12.5, "modes": 9}))
+    (copy / "nearest.png").write_bytes((run / "curves.png").read_bytes())
+    (copy / "inspect.json").write_text(json.dumps(
+        {"step": 12, "nearest": {"space": "pixel", "k": 5, "n_samples": 8, "ratio": 1.25,
+                                 "sample_to_train": 5.0, "real_to_train": 4.0,
+                                 "held_out": "x"}}))
+    page = refresh(copy).read_text()
+    assert "eval.json" in page and "12.5" in page
+    assert 'src="nearest.png"' in page and "ratio 1.25" in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium): "
+                                             "apt-get install -y chromium")
+def test_the_page_in_a_headless_browser(run):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--allow-file-access-from-files"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+            page.goto((run / "index.html").as_uri())
+            page.wait_for_load_state("load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.getAttribute('src'), e.complete, "
+                       "e.naturalWidth])")
+            assert len(images) >= 6, f"only {len(images)} images on the page"
+            for src, complete, width in images:
+                path = run / unquote(urlparse(src).path)
+                assert path.is_file(), f"the page shows {src}, which is not in the run folder"
+                assert complete and width > 0, f"{src} did not render (naturalWidth {width})"
+            grid = page.locator("#grid")
+            last = grid.get_attribute("src")
+            assert last == "samples/epoch_002.png", last
+            page.locator("#epoch").fill("0")            # moves the range input, fires 'input'
+            assert grid.get_attribute("src") == "samples/epoch_001.png"
+            assert page.locator("#epoch-label").inner_text() == "epoch 1"
+            page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
+        finally:
+            browser.close()
+    assert not errors, f"the page logged errors: {errors}"
