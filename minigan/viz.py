@@ -283,9 +283,13 @@ def plot_internals(lines: Sequence[dict], path: str | os.PathLike,
     axes = fig.subplots(3, 2, squeeze=False).ravel()
     for ax, (stat, name, cmap, transform) in zip(axes, INTERNAL_PANELS, strict=True):
         _, steps, m = internals_matrix(lines, stat) if lines else ([], [], np.zeros((0, 0)))
+        zero = np.zeros(m.shape, bool)
         if transform == "log10":
+            zero = m == 0                               # a dead layer: drawn in red, below
             with np.errstate(divide="ignore", invalid="ignore"):
-                m = np.log10(np.maximum(m, 1e-30))
+                m = np.where(zero, np.nan, np.log10(np.abs(m)))
+            if zero.any():
+                name += "; red: exactly 0"
         finite = m[np.isfinite(m)]
         ax.set_title(name, fontsize=10)
         if finite.size == 0:
@@ -297,7 +301,8 @@ def plot_internals(lines: Sequence[dict], path: str | os.PathLike,
             lo, hi = -max(abs(lo), abs(hi), 1e-12), max(abs(lo), abs(hi), 1e-12)
         elif stat == "neg":
             lo, hi = 0.0, 1.0
-        cm = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd", under="red")
+        m = np.where(zero, lo - 1.0, m)
         x0, x1 = (steps[0], steps[-1]) if len(steps) > 1 else (steps[0] - 0.5, steps[0] + 0.5)
         im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap=cm, vmin=lo,
                        vmax=hi if hi > lo else lo + 1e-12, interpolation="nearest",
@@ -307,7 +312,7 @@ def plot_internals(lines: Sequence[dict], path: str | os.PathLike,
         first_d = next((i for i, s in enumerate(labels) if s.startswith("D")), 0)
         if first_d:
             ax.axhline(first_d - 0.5, color="black", lw=1.2)          # G above, D below
-        fig.colorbar(im, ax=ax, shrink=0.9)
+        fig.colorbar(im, ax=ax, shrink=0.9, extend="min" if zero.any() else "neither")
     if title:
         fig.suptitle(title)
     return _save(fig, path)

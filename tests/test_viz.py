@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from minigan import viz
 from minigan.viz import image_grid, plot_curves, save_gif, save_grid
 
 
@@ -99,3 +100,41 @@ def test_plot_curves_writes_png(tmp_path):
     partial = [{"step": 0, "loss_d": 1.0}, {"step": 1, "loss_g": None}, {"loss_d": float("nan")}]
     with Image.open(plot_curves(partial, tmp_path / "partial.png")) as img:
         assert img.size[1] < four                          # three panels, no quality panel
+
+
+def test_internals_matrix_puts_each_statistic_in_its_layer_row():
+    lines = [{"step": 10, "layers": {"G.0": {"type": "Linear", "mean": 1.0},
+                                     "D.1": {"type": "LeakyReLU", "mean": 2.0, "neg": 0.5}}},
+             {"step": 20, "layers": {"G.0": {"type": "Linear", "mean": 3.0, "grad": None}}}]
+    labels, steps, m = viz.internals_matrix(lines, "mean")
+    assert labels == ["G.0 Linear", "D.1 LeakyReLU"] and steps == [10, 20]
+    np.testing.assert_array_equal(m, [[1.0, 3.0], [2.0, np.nan]])
+    _, _, neg = viz.internals_matrix(lines, "neg")
+    np.testing.assert_array_equal(neg, [[np.nan, np.nan], [0.5, np.nan]])
+
+
+def test_recorded_views_draw_to_pngs(tmp_path):
+
+    rng = np.random.default_rng(0)
+    lines = [{"step": s, "layers": {"G.0": {"type": "Linear", "mean": 0.1 * s, "std": 0.0,
+                                             "grad": 1.0 + s}}} for s in (2, 4, 6)]
+    views = [{"epoch": e, "logits_real": rng.normal(e, 1, 50).tolist(),
+              "logits_fake": rng.normal(-e, 1, 50).tolist()} for e in (1, 2, 3)]
+    spec = rng.normal(size=(8, 8))
+    paths = [viz.plot_internals(lines, tmp_path / "i.png", title="t"),     # std 0: red row
+             viz.plot_logit_histograms(views, tmp_path / "h.png"),
+             viz.plot_spectra(spec, [("a", spec + 1), ("b", spec - 1)], tmp_path / "s.png")]
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.size[0] > 300 and im.size[1] > 150, f"{p.name} is {im.size}"
+
+
+def test_nearest_sheet_rows_are_sample_gap_neighbours(tmp_path):
+
+    s = np.full((2, 1, 4, 4), 1.0, np.float32)                   # white samples
+    nb = np.full((2, 3, 1, 4, 4), -1.0, np.float32)              # black neighbours
+    path = viz.save_nearest_sheet(s, nb, tmp_path / "n.png", scale=1)
+    a = np.asarray(Image.open(path))
+    assert a.shape == (2 * 6 + 2, 5 * 6 + 2)
+    assert (a[2:6, 2:6] == 255).all() and (a[2:6, 8:12] == 128).all()   # sample, gap
+    assert (a[2:6, 14:18] == 0).all() and (a[8:12, 26:30] == 0).all()   # neighbours

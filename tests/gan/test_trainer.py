@@ -227,10 +227,9 @@ def test_layer_statistics_match_numpy_on_a_small_net(tmp_path):
     G[1].running_mean[...] = [0.1, -0.2, 0.3, 0.0]
     G[1].running_var[...] = [1.0, 2.0, 0.5, 4.0]
     rm, rv = G[1].running_mean.astype(np.float64), G[1].running_var.astype(np.float64)
-    trainer = SimpleNamespace(G=G, D=D, out=tmp_path, step=1, epoch=0,
-                              loader=SimpleNamespace(_batch=2, __len__=lambda: 4),
+    loader = type("Loader", (), {"_batch": 2, "__len__": lambda self: 4})()   # half an epoch
+    trainer = SimpleNamespace(G=G, D=D, out=tmp_path, step=1, epoch=0, loader=loader,
                               config=SimpleNamespace(log_every=2))
-    trainer.loader = type("L", (), {"_batch": 2, "__len__": lambda self: 4})()
     stats = LayerStatistics()
     stats.on_step_begin(trainer)                      # step 2 is a log step: hooks armed
     z = np.random.default_rng(0).standard_normal((8, 3))
