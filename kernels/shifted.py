@@ -23,7 +23,9 @@ convolution) accumulates into a stacked phase buffer that is interleaved back at
 The GEMMs go to the BLAS NumPy itself links (OpenBLAS in NumPy's wheels), through its CBLAS
 interface, since NumPy's matmul cannot accumulate into a strided view. `available()` says
 whether that library was found; without it, or with MINIGAN_SHIFTED_GEMM=0 in the environment,
-the callers use im2col + GEMM.
+the callers use im2col + GEMM. The GEMMs of each call are timed for `threads.BlasThreads`,
+which picks OpenBLAS's thread count by measuring (one thread when other processes keep cores
+busy).
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ import os
 
 import numpy as np
 
+from . import threads as T
 from .conv import transpose2d
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
 def _find_sgemm():
-    """cblas_sgemm from the OpenBLAS bundled with NumPy's wheels, or None."""
+    """(cblas_sgemm, get_num_threads, set_num_threads) from the OpenBLAS bundled with NumPy's
+    wheels; None for what is not found."""
     libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
     for path in sorted(glob.glob(os.path.join(libdir, "lib*openblas*.so*"))):
         try:
@@ -58,11 +62,56 @@ def _find_sgemm():
             fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, f, p, i, p, i, f,
                            p, i]
             fn.restype = None
-            return fn
-    return None
+            return (fn, *_thread_functions(lib))
+    return None, None, None
 
 
-_SGEMM = None if os.environ.get("MINIGAN_SHIFTED_GEMM") == "0" else _find_sgemm()
+def _thread_functions(lib):
+    """OpenBLAS's get/set_num_threads under the names its builds give them, or (None, None)."""
+    for suffix in ("64_", "_64_", ""):
+        for prefix in ("scipy_openblas", "openblas"):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None, None
+
+
+_SGEMM, _GET_THREADS, _SET_THREADS = ((None, None, None)
+                                      if os.environ.get("MINIGAN_SHIFTED_GEMM") == "0"
+                                      else _find_sgemm())
+THREADS = T.from_environment(_GET_THREADS, _SET_THREADS)  # None: the count is fixed
+
+
+def _timed(flops):
+    """Context of one convolution's GEMMs for THREADS (nothing when the count is fixed)."""
+    return _Timer(flops) if THREADS is not None else _NO_TIMER
+
+
+class _Timer:
+    __slots__ = ("flops", "t0")
+
+    def __init__(self, flops):
+        self.flops = flops
+
+    def __enter__(self):
+        self.t0 = THREADS.start()
+
+    def __exit__(self, *exc):
+        THREADS.done(self.t0, self.flops)
+
+
+class _NoTimer:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+_NO_TIMER = _NoTimer()
 
 
 def available(dtype) -> bool:
@@ -201,10 +250,12 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow):
     out = (np.empty if fresh else np.zeros)((co, oh, ow, n), np.float32)
     x_ptr, o_ptr = xs.ctypes.data, out.ctypes.data
     a_ptrs = [a.ctypes.data for a in rows]
-    for c, (g, o_off, x_off, cols) in enumerate(calls):
-        k = len(plan[g][3]) * ci
-        _gemm(True, False, co, cols, k, a_ptrs[g], co, x_ptr + 4 * (plan[g][2] * ci * ld + x_off),
-              ld, 0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * o_off, oh * ow * n)
+    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+        for c, (g, o_off, x_off, cols) in enumerate(calls):
+            k = len(plan[g][3]) * ci
+            _gemm(True, False, co, cols, k, a_ptrs[g], co,
+                  x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
+                  0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * o_off, oh * ow * n)
     return out
 
 
@@ -225,10 +276,12 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
     gs = (np.empty if fresh else np.zeros)((sh * sw, ci, hp, wp, n), np.float32)
     g_ptr, s_ptr = gy.ctypes.data, gs.ctypes.data
     a_ptrs = [a.ctypes.data for a in rows]
-    for c, (g, o_off, x_off, cols) in enumerate(calls):
-        k = len(plan[g][3]) * ci
-        _gemm(False, False, k, cols, co, a_ptrs[g], co, g_ptr + 4 * o_off, oh * ow * n,
-              0.0 if fresh and c == 0 else 1.0, s_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld)
+    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+        for c, (g, o_off, x_off, cols) in enumerate(calls):
+            k = len(plan[g][3]) * ci
+            _gemm(False, False, k, cols, co, a_ptrs[g], co, g_ptr + 4 * o_off, oh * ow * n,
+                  0.0 if fresh and c == 0 else 1.0, s_ptr + 4 * (plan[g][2] * ci * ld + x_off),
+                  ld)
     if sh == sw == 1:
         return gs[0]
     gx = np.empty((ci, h, wd, n), np.float32)
@@ -254,10 +307,11 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
             for _, _, _, taps in plan]
     x_ptr, g_ptr = xs.ctypes.data, gy.ctypes.data
     c_ptrs = [a.ctypes.data for a in outs]
-    for g, o_off, x_off, cols in _calls(plan, oh, ow, hp, wp, n):
-        k = len(plan[g][3]) * ci
-        _gemm(False, True, k, co, cols, x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
-              g_ptr + 4 * o_off, oh * ow * n, 1.0, c_ptrs[g], co)
+    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+        for g, o_off, x_off, cols in _calls(plan, oh, ow, hp, wp, n):
+            k = len(plan[g][3]) * ci
+            _gemm(False, True, k, co, cols, x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
+                  g_ptr + 4 * o_off, oh * ow * n, 1.0, c_ptrs[g], co)
     for (_, _, _, taps), m in zip(plan, outs):
         if len(taps) > 1:
             for t, tap in enumerate(taps):
