@@ -6,13 +6,17 @@ The references below are written straight from the definitions (one loop per ind
 and their VJPs are the same sums read the other way round.
 """
 
+import contextlib
+from unittest import mock
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import minigan as mg
 from minigan import functional as F
+from minigan import nn
 from minigan.functional.conv import Conv2dGradWeight
 from minigan.testing import OpTest, assert_close
 
@@ -313,3 +317,217 @@ def test_float32_wide_layers_take_the_shifted_gemm_path(stride, output_padding):
                            *zip((gyt, gwt), conv_transpose2d_vjp_ref(gy64, w64, gz64, s, p),
                                 ("gx", "gw"))):
         assert_close(got.data, ref, 2e-5, 2e-5 * np.abs(ref).max(), f"conv_transpose2d {what}")
+
+
+# The float32 fast path with unequal geometry along the two axes. On the CPU, float32 layers with
+# at least S.MIN_CHANNELS channels each way run as shifted GEMMs (kernels/shifted.py); the float64
+# tests above take im2col, so only these see how conv.py hands stride and padding to that path.
+# A sum of K float32 products is within gamma_K * (the same sum of |products|) of the exact one,
+# gamma_K = K u / (1 - K u), u = 2^-24 (Higham, Accuracy and Stability, 3.1), whatever order the
+# GEMMs add the terms in: each element is checked against that bound, the sum of |products|
+# computed by the naive loops on |inputs|. Inputs are float32 values, exact in float64.
+U32 = 2.0 ** -24
+
+
+def assert_float32_sum(got, exact, abs_sum, terms, what):
+    """Elementwise |got - exact| <= gamma_terms * abs_sum, with the worst element named."""
+    got = np.asarray(got.data if isinstance(got, mg.Tensor) else got)
+    assert got.dtype == np.float32, f"{what}: dtype {got.dtype}, expected float32"
+    assert got.shape == exact.shape, f"{what}: shape {got.shape}, expected {exact.shape}"
+    err = np.abs(got.astype(np.float64) - exact)
+    limit = terms * U32 / (1 - terms * U32) * abs_sum + 1e-30
+    if not (err <= limit).all():
+        k = np.unravel_index(np.argmax(err - limit), err.shape)
+        raise AssertionError(f"{what}, shape {exact.shape}: max abs error {err.max():.3g}; worst "
+                             f"at {tuple(int(i) for i in k)}: error {err[k]:.3g} > bound "
+                             f"{limit[k]:.3g} ({terms} float32 terms), got {got[k]:.7g}, "
+                             f"expected {exact[k]:.7g}")
+
+
+@contextlib.contextmanager
+def shifted_gemm_calls():
+    """Count the calls conv.py makes to the shifted-GEMM kernels and to im2col / col2im, so that
+    a test can insist it ran the fast path (a silent fall-back to im2col would test nothing)."""
+    from minigan.functional import conv as C
+
+    calls = dict.fromkeys(("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "im2col",
+                           "col2im"), 0)
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return mock.patch.object(module, name, counted)
+
+    with contextlib.ExitStack() as stack:
+        for name in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
+            stack.enter_context(spy(C.S, name))
+        for name in ("im2col", "col2im"):
+            stack.enter_context(spy(C.K, name))
+        yield calls
+
+
+def assert_fast_path(calls, what):
+    assert calls["im2col"] == calls["col2im"] == 0, f"{what} fell back to im2col: {calls}"
+    for name in ("conv2d", "conv2d_input_grad", "conv2d_weight_grad"):
+        assert calls[name] >= 1, f"{what} never called shifted.{name}: {calls}"
+
+
+def _needs_sgemm():
+    from minigan.kernels import shifted as S
+
+    if not S.available(np.float32):
+        pytest.skip("no CBLAS sgemm found in NumPy's BLAS: float32 takes im2col")
+    return S
+
+
+@st.composite
+def fast_path_geometry(draw, transposed=False):
+    """A layer on the shifted-GEMM path (16-22 channels each way: at or just above the threshold,
+    cheap for the naive loops) whose two axes differ: kernel (3, 5) or (5, 3), stride (1, 2),
+    (2, 1) or (2, 3), padding (1, 2)-like pairs, H != W, and output_padding < stride per axis."""
+    c = 16  # S.MIN_CHANNELS today; test_fast_path_threshold_is_what_these_tests_assume checks
+    g = {"n": draw(st.integers(1, 2)), "cin": draw(st.integers(c, c + 6)),
+         "cout": draw(st.integers(c, c + 6))}
+    g["kernel"] = draw(st.sampled_from([(3, 5), (5, 3)]))
+    g["stride"] = draw(st.sampled_from([(1, 2), (2, 1), (2, 3)]))
+    pad = draw(st.sampled_from([(1, 2), (2, 1), (0, 2), (2, 0), (1, 0)]))
+    g["padding"] = tuple(min(p, k - 1) for p, k in zip(pad, g["kernel"]))
+    h = draw(st.integers(5, 8))
+    g["hw"] = (h, draw(st.integers(5, 8).filter(lambda w: w != h)))
+    g["output_padding"] = (tuple(draw(st.integers(0, s - 1)) for s in g["stride"])
+                           if transposed else (0, 0))
+    return g
+
+
+# the layer of issue 11, and a transposed one with output_padding (1, 0)
+ISSUE_CONV = geometry(2, 16, 16, (6, 7), (3, 5), (1, 2), (1, 2))
+ISSUE_CONV_T = geometry(2, 16, 17, (5, 6), (3, 5), (2, 1), (1, 2), (1, 0))
+
+
+def _float32_data(g, transposed, seed):
+    gen = np.random.default_rng(seed)
+    w_shape = ((g["cin"], g["cout"]) if transposed else (g["cout"], g["cin"])) + g["kernel"]
+    x = gen.standard_normal((g["n"], g["cin"], *g["hw"])).astype(np.float32)
+    return x, gen.standard_normal(w_shape).astype(np.float32), \
+        gen.standard_normal(g["cout"]).astype(np.float32), gen
+
+
+def _exact(g, transposed, x, w, b, gy):
+    """(y, gx, gw, gb) from the naive loops in float64, and the same sums of |products| with
+    the number of terms in each, for the float32 bound."""
+    s, p, e = g["stride"], g["padding"], g["output_padding"]
+    f64 = [a.astype(np.float64) for a in (x, w, b, gy)]
+    abs64 = [np.abs(a) for a in f64]
+    kh, kw = g["kernel"]
+    if transposed:
+        def ref(x, w, b, gy):
+            y = _with_bias(conv_transpose2d_ref(x, w, s, p, e), b)
+            return (y, *conv_transpose2d_vjp_ref(x, w, gy, s, p), gy.sum((0, 2, 3)))
+        terms = (g["cin"] * kh * kw + 1, g["cout"] * kh * kw, g["n"] * np.prod(g["hw"]))
+    else:
+        def ref(x, w, b, gy):
+            return (_with_bias(conv2d_ref(x, w, s, p), b), *conv2d_vjp_ref(x, w, gy, s, p),
+                    gy.sum((0, 2, 3)))
+        terms = (g["cin"] * kh * kw + 1, g["cout"] * kh * kw, g["n"] * np.prod(gy.shape[2:]))
+    terms += (g["n"] * np.prod(gy.shape[2:]),)  # the bias gradient: a sum over (N, oH, oW)
+    return ref(*f64), ref(*abs64), terms
+
+
+def _check_fast_path(g, transposed, got, x, w, b, gy, calls):
+    op = "conv_transpose2d" if transposed else "conv2d"
+    what = (f"float32 {op}(stride={g['stride']}, padding={g['padding']}, kernel={g['kernel']}"
+            + (f", output_padding={g['output_padding']}" if transposed else "")
+            + f") on x {x.shape}, w {w.shape}")
+    assert_fast_path(calls, what)
+    exact, abs_sums, terms = _exact(g, transposed, x, w, b, gy)
+    for t, ref, bound, k, name in zip(got, exact, abs_sums, terms, ("y", "gx", "gw", "gb")):
+        assert_float32_sum(t, ref, bound, k, f"{what}: {name}")
+
+
+def _run_functional(g, transposed, seed):
+    x, w, b, gen = _float32_data(g, transposed, seed)
+    s, p, e = g["stride"], g["padding"], g["output_padding"]
+    xm, wm, bm = (mg.tensor(a, requires_grad=True) for a in (x, w, b))
+    with shifted_gemm_calls() as calls:
+        y = (F.conv_transpose2d(xm, wm, bm, s, p, e) if transposed
+             else F.conv2d(xm, wm, bm, s, p))
+        gy = gen.standard_normal(y.shape).astype(np.float32)
+        grads = mg.grad(y, [xm, wm, bm], mg.tensor(gy))
+    _check_fast_path(g, transposed, (y, *grads), x, w, b, gy, calls)
+
+
+@settings(max_examples=6, deadline=None)
+@given(fast_path_geometry())
+@example(ISSUE_CONV)
+def test_conv2d_float32_fast_path_unequal_geometry(g):
+    """F.conv2d in float32 on the shifted-GEMM path: y, gx, gw and gb against the naive loops."""
+    _needs_sgemm()
+    _run_functional(g, False, 11)
+
+
+@settings(max_examples=6, deadline=None)
+@given(fast_path_geometry(transposed=True))
+@example(ISSUE_CONV_T)
+def test_conv_transpose2d_float32_fast_path_unequal_geometry(g):
+    """F.conv_transpose2d in float32 on the shifted-GEMM path, output_padding included."""
+    _needs_sgemm()
+    _run_functional(g, True, 12)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["Conv2d", "ConvTranspose2d"])
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_conv_layers_float32_fast_path_unequal_geometry(transposed, data):
+    """nn.Conv2d / nn.ConvTranspose2d in float32, weight and bias set to the drawn ones,
+    gradients through .backward() into x.grad, weight.grad and bias.grad."""
+    _needs_sgemm()
+    g = data.draw(fast_path_geometry(transposed), label="geometry")
+    x, w, b, gen = _float32_data(g, transposed, 13)
+    cls = nn.ConvTranspose2d if transposed else nn.Conv2d
+    extra = {"output_padding": g["output_padding"]} if transposed else {}
+    layer = cls(g["cin"], g["cout"], g["kernel"], g["stride"], g["padding"], **extra)
+    layer.weight.data[...] = w
+    layer.bias.data[...] = b
+    xm = mg.tensor(x, requires_grad=True)
+    with shifted_gemm_calls() as calls:
+        y = layer(xm)
+        gy = gen.standard_normal(y.shape).astype(np.float32)
+        y.backward(mg.tensor(gy))
+    got = (y, xm.grad, layer.weight.grad, layer.bias.grad)
+    _check_fast_path(g, transposed, got, x, w, b, gy, calls)
+
+
+@settings(max_examples=4, deadline=None)
+@given(fast_path_geometry())
+def test_conv2d_grad_weight_float32_fast_path_on_its_own(g):
+    """Conv2dGradWeight called directly (as in a second-order backward), so that it splits x
+    into phase images itself rather than reusing the forward pass's."""
+    _needs_sgemm()
+    x, w, _, gen = _float32_data(g, False, 14)
+    s, p = g["stride"], g["padding"]
+    oh, ow = (conv_out(h, k, a, b) for h, k, a, b in zip(g["hw"], g["kernel"], s, p))
+    gy = gen.standard_normal((g["n"], g["cout"], oh, ow)).astype(np.float32)
+    with shifted_gemm_calls() as calls:
+        gw = Conv2dGradWeight(s, p, w.shape)(mg.tensor(x), mg.tensor(gy))
+    assert calls["conv2d_weight_grad"] == 1 and calls["im2col"] == 0, calls
+    exact = conv2d_vjp_ref(x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64),
+                           s, p)[1]
+    bound = conv2d_vjp_ref(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                           np.abs(gy).astype(np.float64), s, p)[1]
+    assert_float32_sum(gw, exact, bound, g["n"] * oh * ow,
+                       f"float32 conv2d_grad_weight(stride={s}, padding={p}) on x {x.shape}")
+
+
+def test_fast_path_threshold_is_what_these_tests_assume():
+    """The geometries above pin 16-22 channels: at or above S.MIN_CHANNELS, so on the fast path;
+    and a layer just below the threshold does fall back to im2col (the spy sees it)."""
+    S = _needs_sgemm()
+    assert S.MIN_CHANNELS <= 16
+    g = dict(ISSUE_CONV, cin=S.MIN_CHANNELS - 1)
+    x, w, _, _ = _float32_data(g, False, 15)
+    with shifted_gemm_calls() as calls:
+        F.conv2d(mg.tensor(x), mg.tensor(w), None, g["stride"], g["padding"])
+    assert calls["conv2d"] == 0 and calls["im2col"] == 1, calls

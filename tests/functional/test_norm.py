@@ -5,17 +5,21 @@ The training-mode reference backward is the closed form, written independently o
 Its second derivative, where 1/std depends on x, is checked against central differences of it.
 """
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigan as mg
-from minigan import backend
+from minigan import backend, nn
 from minigan import functional as F
+from minigan.functional import norm as N
 from minigan.functional.norm import BatchNormGrad
 from minigan.kernels import norm as K
 from minigan.testing import OpTest, assert_close
+from tests.kernels.test_norm_kernels import WIDE, WIDE_TOL, wide_batch, wide_reference
 
 
 def _axes(x):
@@ -186,3 +190,92 @@ def test_against_torch_if_installed():
     assert_close(ym.data, yt.detach().numpy(), 1e-10, 1e-12, "batch_norm vs torch: y")
     assert_close(gxm.data, gxt.detach().numpy(), 1e-10, 1e-12, "batch_norm vs torch: dx")
     assert_close(ggm.data, ggt.numpy(), 1e-9, 1e-12, "batch_norm vs torch: 2nd order")
+
+
+# Wide contiguous batches: (N, C) and (N, C, 1, 1) arrays reach the kernels as (N, C, 1), whose
+# L == 1 branch splits C into work items of K._COLS channels (tests/kernels/test_norm_kernels.py
+# has the reference, the sizes and the tolerances). A Linear layer's output is batch-last and
+# takes the other branch, so these come straight from contiguous arrays.
+WIDE_SHAPES = [(n, c) for n, c in WIDE] + [(n, c, 1, 1) for n, c in WIDE]
+
+
+def _spy_kernels():
+    """Patch the two batchnorm kernels with recording wrappers (mock's `wraps`)."""
+    return (mock.patch.object(N.K, "batch_norm_forward", wraps=N.K.batch_norm_forward),
+            mock.patch.object(N.K, "batch_norm_backward", wraps=N.K.batch_norm_backward))
+
+
+def _assert_rows_branch(fwd, bwd, shape):
+    """Both kernels got contiguous (N, C, 1) arrays: the L == 1 branch, several work items."""
+    for spy in (fwd, bwd):
+        x3 = spy.call_args.args[0]
+        assert spy.call_count == 1 and x3.shape == (shape[0], shape[1], 1), \
+            f"batch_norm on {shape}: {spy} called {spy.call_count}x with {x3.shape}"
+        assert x3.flags.c_contiguous and shape[1] > K._COLS
+
+
+def _wide_check(got, want, dtype, shape, where):
+    names = ("y", "mean", "invstd", "gx", "ggamma", "gbeta")
+    kinds = dict(zip(names, ("forward",) * 3 + ("backward",) * 2 + ("forward",)))
+    for name, g in got.items():
+        w = want[names.index(name)]
+        rtol, atol = WIDE_TOL[dtype][kinds[name]]
+        assert_close(np.asarray(g).reshape(w.shape), w, rtol, atol * np.abs(w).max(),
+                     f"{where} {name} on contiguous {shape}, {np.dtype(dtype).name}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", WIDE_SHAPES, ids=str)
+def test_batch_norm_training_on_wide_contiguous_batches(shape, dtype):
+    """F.batch_norm in training mode with C in the hundreds and over a thousand: y, gx, ggamma,
+    gbeta and the running statistics against the float64 textbook formulas."""
+    n, c = shape[:2]
+    x, gamma, beta, gy = wide_batch(n, c, dtype, seed=1)
+    eps, momentum = 1e-5, 0.1
+    want = wide_reference(*(a.astype(np.float64) for a in (x, gamma, beta, gy)), eps)
+    xm = mg.tensor(x.reshape(shape), requires_grad=True)
+    gm, bm = mg.tensor(gamma, requires_grad=True), mg.tensor(beta, requires_grad=True)
+    rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+    fwd, bwd = _spy_kernels()
+    with fwd as f, bwd as b:
+        y = F.batch_norm(xm, rm, rv, gm, bm, True, momentum, eps)
+        gx, gg, gb = mg.grad(y, [xm, gm, bm], mg.tensor(gy.reshape(shape)))
+        _assert_rows_branch(f, b, shape)
+    assert y.shape == gx.shape == shape and y.dtype == gx.dtype == dtype
+    _wide_check({"y": y.data, "gx": gx.data, "ggamma": gg.data, "gbeta": gb.data}, want, dtype,
+                shape, "batch_norm")
+    _assert_running_stats(rm, rv, want, n, momentum, dtype, shape)
+
+
+def _assert_running_stats(rm, rv, want, n, momentum, dtype, shape):
+    """r <- (1 - momentum) r + momentum * stat from r = (0, 1), with the unbiased variance; the
+    variance comes back from 1/invstd^2 (float32: two roundings of invstd and r's own)."""
+    mean, invstd = want[1], want[2]
+    var = (1 / invstd ** 2 - 1e-5) * n / (n - 1)
+    tol = 1e-10 if dtype == np.float64 else 1e-6
+    assert_close(rm, momentum * mean, tol, tol, f"running_mean after batch_norm on {shape}")
+    assert_close(rv, 1 - momentum + momentum * var, tol, tol,
+                 f"running_var after batch_norm on {shape}")
+
+
+@pytest.mark.parametrize("shape", WIDE_SHAPES, ids=str)
+def test_batchnorm_layers_on_wide_contiguous_batches(shape):
+    """nn.BatchNorm1d on (N, C) and nn.BatchNorm2d on (N, C, 1, 1), float32 training mode, the
+    gradients through .backward() into x.grad, weight.grad and bias.grad."""
+    n, c = shape[:2]
+    x, gamma, beta, gy = wide_batch(n, c, np.float32, seed=2)
+    want = wide_reference(*(a.astype(np.float64) for a in (x, gamma, beta, gy)), 1e-5)
+    layer = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(c)
+    layer.weight.data[...] = gamma
+    layer.bias.data[...] = beta
+    xm = mg.tensor(x.reshape(shape), requires_grad=True)
+    fwd, bwd = _spy_kernels()
+    with fwd as f, bwd as b:
+        y = layer(xm)
+        y.backward(mg.tensor(gy.reshape(shape)))
+        _assert_rows_branch(f, b, shape)
+    _wide_check({"y": y.data, "gx": xm.grad.data, "ggamma": layer.weight.grad.data,
+                 "gbeta": layer.bias.grad.data}, want, np.float32, shape, repr(layer))
+    assert int(layer.num_batches_tracked) == 1
+    _assert_running_stats(layer.running_mean, layer.running_var, want, n, 0.1, np.float32,
+                          shape)

@@ -83,3 +83,65 @@ def test_non_contiguous_input_and_parallel_path():
     assert_close(y, forward_np(big, np.ones(4), np.zeros(4), 1e-5)[0], 1e-12, 1e-12, "parallel")
     gx = K.batch_norm_backward(big, gy, mean, invstd, np.ones(4))[0]
     assert_close(gx, backward_np(big, gy, np.ones(4), 1e-5)[0], 1e-10, 1e-12, "parallel grad")
+
+
+# Contiguous (N, C) inputs (L == 1) take their own branch: work items of K._COLS channels each,
+# read as contiguous rows of C. The sizes below need several work items and end in a partial one
+# (700 = 512 + 188, 1300 = 2 * 512 + 276); every channel gets its own mean, spread, gamma and
+# beta, so a work item reading or writing another item's channels cannot pass by accident.
+WIDE = [(8, 700), (32, 1300)]  # the second is above PARALLEL_MIN_SIZE: the threaded path
+
+
+def wide_reference(x, gamma, beta, gy, eps):
+    """Training-mode batchnorm of a (N, C) float64 batch from the textbook formulas: mean,
+    biased variance, xhat = (x - mean) / sqrt(var + eps), y = gamma xhat + beta, and the
+    backward gx = gamma invstd (gy - mean(gy) - xhat mean(gy xhat)), ggamma = sum(gy xhat),
+    gbeta = sum(gy). Returns y, mean, invstd, gx, ggamma, gbeta."""
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * invstd
+    gx = gamma * invstd * (gy - gy.mean(axis=0) - xhat * (gy * xhat).mean(axis=0))
+    return gamma * xhat + beta, mean, invstd, gx, (gy * xhat).sum(axis=0), gy.sum(axis=0)
+
+
+def wide_batch(n, c, dtype, seed=0):
+    """x (N, C) with channel means c * 0.1 + N(0, 1) and spreads in [0.5, 2]; gamma, beta, gy
+    standard normal; all exactly representable in `dtype`."""
+    gen = np.random.default_rng(seed)
+    mean = np.arange(c) * 0.1 + gen.standard_normal(c)
+    x = mean + gen.uniform(0.5, 2.0, c) * gen.standard_normal((n, c))
+    return tuple(a.astype(dtype) for a in (x, gen.standard_normal(c), gen.standard_normal(c),
+                                           gen.standard_normal((n, c))))
+
+
+# Tolerances, (rtol, atol as a fraction of the largest expected value). Float64: sums of <= 32
+# terms of size <= 2e2, errors near 1e-13. Float32: x, gamma, beta are float32 values (exact in
+# the reference) and the kernels sum in float64, so y, mean, invstd and gbeta are rounded once
+# (relative error 2^-24 ~ 6e-8). The backward, though, reads the mean back from its float32
+# copy: an error up to 2^-24 |mean| <= 7.8e-6 in x - mean, i.e. up to 1.6e-5 in xhat (spread
+# >= 0.5), which gx and ggamma carry amplified by |gamma| invstd (|xhat| + 1) <~ 30: 1e-3 of
+# their largest value. Any indexing slip moves values by O(1).
+WIDE_TOL = {np.float64: {"forward": (1e-10, 1e-12), "backward": (1e-10, 1e-12)},
+            np.float32: {"forward": (1e-6, 1e-7), "backward": (1e-5, 1e-3)}}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,c", WIDE)
+def test_wide_contiguous_rows_over_several_work_items(n, c, dtype):
+    """The L == 1 branch on (N, C, 1) arrays with C over K._COLS: forward and backward of every
+    channel against the float64 textbook formulas."""
+    assert c > K._COLS and c % K._COLS, "the test needs several work items, the last partial"
+    x, gamma, beta, gy = wide_batch(n, c, dtype)
+    eps = 1e-5
+    want = wide_reference(*(a.astype(np.float64) for a in (x, gamma, beta, gy)), eps)
+    y, mean, invstd = K.batch_norm_forward(x[:, :, None], gamma, beta, eps)
+    gx, ggamma, gbeta = K.batch_norm_backward(x[:, :, None], gy[:, :, None], mean, invstd, gamma)
+    got = (y[:, :, 0], mean, invstd, gx[:, :, 0], ggamma, gbeta)
+    kinds = ("forward",) * 3 + ("backward",) * 2 + ("forward",)
+    for g, w, kind, what in zip(got, want, kinds, ("y", "mean", "invstd", "gx", "ggamma",
+                                                   "gbeta")):
+        assert g.dtype == dtype, f"batch_norm {what} on (N, C, 1) = {x.shape}: {g.dtype}"
+        rtol, atol = WIDE_TOL[dtype][kind]
+        assert_close(g, w, rtol, atol * np.abs(w).max(),
+                     f"batch_norm {what} on contiguous (N, C, 1) = {(n, c, 1)}, {dtype.__name__}")

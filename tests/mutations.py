@@ -1,0 +1,446 @@
+"""A mutation check of our own: plant realistic bugs one at a time and demand the tests catch each.
+
+    python tests/mutations.py              # baseline, then every mutant; a table at the end
+    python tests/mutations.py --list       # the mutants and the tests meant to catch them
+    python tests/mutations.py --only NAME  # one mutant (repeat --only, or NAME,NAME)
+
+Each mutant is a file, an exact source snippet that must occur there exactly once (so the list
+fails loudly instead of rotting when the code moves), its replacement, and the test files (and
+-k expression) that should catch it. For each one the repository is copied to a temporary folder
+(working tree as it is, with the __pycache__ folders and copy2's mtimes, so numba's on-disk cache
+of the untouched kernel files is reused; .git, .venv*, runs/, .hypothesis are left out), the
+replacement applied, and `python -m pytest -x -q -p no:cacheprovider <tests>` run in the copy.
+minigan/__init__.py registers the copy's kernels/ folder as minigan.kernels, and a first import
+in each copy checks that minigan, minigan.kernels and the mutated module all come from the copy
+and that the mutated module's source holds the replacement.
+
+Results: caught (pytest ran and a test failed), survived (all passed: a blind spot, to be closed
+with a test, never by dropping the mutant), error (collection or import error, a crash, a
+timeout: the mutant proved nothing). The exit status is non-zero unless every mutant is caught
+and the unmutated baseline passes. Hypothesis runs with a fixed seed, so a table is repeatable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP_TOP = {".git", "runs", "build", "dist", ".whl"}  # at the repository root only
+SKIP_ANYWHERE = {".hypothesis", ".pytest_cache", ".ruff_cache"}
+TIMEOUT_S = 420
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    k: str | None = None  # a pytest -k expression, to keep the run short
+    why: str = ""
+
+
+CONV = "minigan/functional/conv.py"
+SHIFTED = "kernels/shifted.py"
+KCONV = "kernels/conv.py"
+KNORM = "kernels/norm.py"
+T_CONV = "tests/functional/test_conv.py"
+T_SHIFTED = "tests/kernels/test_shifted_kernels.py"
+T_KCONV = "tests/kernels/test_conv_kernels.py"
+T_KNORM = "tests/kernels/test_norm_kernels.py"
+T_NORM = "tests/functional/test_norm.py"
+T_ACT = "tests/functional/test_activation.py"
+T_KACT = "tests/kernels/test_activation_kernels.py"
+T_DROP = "tests/functional/test_dropout.py"
+T_KDROP = "tests/kernels/test_dropout_kernels.py"
+T_LOSS = "tests/functional/test_loss.py"
+T_MATH = "tests/functional/test_math.py"
+T_OPTIM = "tests/test_optim.py"
+T_KOPTIM = "tests/kernels/test_optim_kernels.py"
+T_LAYOUT = "tests/test_layout.py"
+T_LAYERS = "tests/nn/test_layers.py"
+FAST = "fast_path"
+
+MUTANTS = [
+    # -- how conv.py hands stride and padding to the shifted-GEMM fast path (float32, >= 16 ch.)
+    Mutant("conv2d-fast-stride-swapped", CONV,
+           "y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow)",
+           "y = S.conv2d(pre, w, sw, sh, ph, pw, oh, ow)", (T_CONV,), FAST,
+           "conv2d forward gets (sW, sH)"),
+    Mutant("conv2d-fast-padding-swapped", CONV,
+           "y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow)",
+           "y = S.conv2d(pre, w, sh, sw, pw, ph, oh, ow)", (T_CONV,), FAST,
+           "conv2d forward gets (pW, pH)"),
+    Mutant("conv2d-fast-split-swapped", CONV,
+           "self.pre if self.pre is not None else S.split(_chwn(x), sh, sw)",
+           "self.pre if self.pre is not None else S.split(_chwn(x), sw, sh)", (T_CONV,), FAST,
+           "phase images cut with the strides swapped"),
+    Mutant("conv-transpose-fast-stride-swapped", CONV,
+           "S.conv2d_input_grad(_chwn(x), w, sh, sw, ph, pw, oh, ow)",
+           "S.conv2d_input_grad(_chwn(x), w, sw, sh, ph, pw, oh, ow)", (T_CONV,), FAST),
+    Mutant("conv-transpose-fast-padding-swapped", CONV,
+           "S.conv2d_input_grad(_chwn(x), w, sh, sw, ph, pw, oh, ow)",
+           "S.conv2d_input_grad(_chwn(x), w, sh, sw, pw, ph, oh, ow)", (T_CONV,), FAST),
+    Mutant("conv-transpose-backward-split-swapped", CONV,
+           "pre = S.split(_chwn(gy.data), sh, sw)",
+           "pre = S.split(_chwn(gy.data), sw, sh)", (T_CONV,), FAST,
+           "the transposed conv's gradients read mis-cut phase images"),
+    Mutant("grad-weight-fast-padding-swapped", CONV,
+           "S.conv2d_weight_grad(xs, _chwn(gy), sh, sw, ph, pw, kh, kw)",
+           "S.conv2d_weight_grad(xs, _chwn(gy), sh, sw, pw, ph, kh, kw)", (T_CONV,), FAST),
+    Mutant("grad-weight-own-split-swapped", CONV,
+           "xs = pre if pre is not None else S.split(_chwn(x), sh, sw)",
+           "xs = pre if pre is not None else S.split(_chwn(x), sw, sh)", (T_CONV,), FAST,
+           "only when the weight gradient is an op of its own (second order)"),
+    Mutant("output-padding-other-axis", CONV,
+           "((y_shape[2 + i] - 1) * stride[i] - 2 * padding[i]",
+           "((y_shape[2 + i] - 1) * stride[1 - i] - 2 * padding[i]", (T_CONV,),
+           "conv2d and not fast_path"),
+    Mutant("conv2d-backward-detached-weight", CONV,
+           "gx = conv_transpose2d(gy, w, None, self.stride, self.padding,",
+           "gx = conv_transpose2d(gy, Tensor(w.data), None, self.stride, self.padding,",
+           (T_CONV,), "acceptance_conv2d",
+           "the input gradient built from w.data: first order right, second order wrong"),
+    # -- the shifted-GEMM kernels themselves
+    Mutant("shifted-plan-tap-off-by-one", SHIFTED,
+           "dy = (i - ph - py) // sh", "dy = (i - ph - py + 1) // sh", (T_SHIFTED,)),
+    Mutant("shifted-calls-last-column-dropped", SHIFTED,
+           "x0, x1 = max(0, -dx), min(ow, wp - dx)", "x0, x1 = max(0, -dx), min(ow, wp - dx - 1)",
+           (T_SHIFTED,)),
+    Mutant("shifted-input-grad-phases-interleaved-wrong", SHIFTED,
+           "part[...] = gs[py * sw + px, :, :part.shape[1], :part.shape[2]]",
+           "part[...] = gs[px * sh + py, :, :part.shape[1], :part.shape[2]]", (T_SHIFTED,)),
+    Mutant("shifted-tap-weights-kh-kw-swapped", SHIFTED,
+           "t.reshape(ci, kh, kw, co).transpose(1, 2, 0, 3)",
+           "t.reshape(ci, kw, kh, co).transpose(2, 1, 0, 3)", (T_SHIFTED,)),
+    # -- im2col / col2im / the tiled transpose
+    Mutant("im2col-last-column-dropped", KCONV,
+           "hi = max(lo, min(ow, (w - 1 + pw - j) // sw + 1))",
+           "hi = max(lo, min(ow, (w - 1 + pw - j) // sw))", (T_KCONV,)),
+    Mutant("im2col-row-uses-column-padding", KCONV,
+           "            iy = oy * sh - ph + i\n            d = oy * ow * n_",
+           "            iy = oy * sh - pw + i\n            d = oy * ow * n_", (T_KCONV,)),
+    Mutant("col2im-kernel-flipped", KCONV,
+           "            for j in range(kw):\n                r = (c * kh + i) * kw + j\n",
+           "            for j in range(kw):\n                r = (c * kh + i) * kw + kw - 1 - j\n",
+           (T_KCONV,)),
+    Mutant("transpose-tile-row-skipped", KCONV,
+           "for r in range(rr, rr + 8):", "for r in range(rr, rr + 7):", (T_KCONV,)),
+    # -- batchnorm kernels: the wide-channel (L == 1) branch and the formulas
+    Mutant("bn-wide-rows-at-block-index", KNORM,
+           "xr = _row(x, n, c0, w)\n                yr = _row(y, n, c0, w)",
+           "xr = _row(x, n, blk, w)\n                yr = _row(y, n, blk, w)", (T_KNORM, T_NORM),
+           None, "normalise pass of the (N, C) branch offset by the block number, not c0"),
+    Mutant("bn-wide-sums-read-block-0", KNORM,
+           "xr = _row(x, n, c0, w)\n            if gy is None:",
+           "xr = _row(x, n, 0, w)\n            if gy is None:", (T_KNORM, T_NORM), None,
+           "every (N, C) work item sums the first block's channels"),
+    Mutant("bn-gamma-without-block-offset", KNORM,
+           "a[c] = gamma[c0 + c] * inv\n            b[c]",
+           "a[c] = gamma[c] * inv\n            b[c]", (T_KNORM, T_NORM)),
+    Mutant("bn-backward-mean-without-block-offset", KNORM,
+           "mu[c] = mean[c0 + c]", "mu[c] = mean[c]", (T_KNORM, T_NORM)),
+    Mutant("bn-backward-xhat-term-dropped", KNORM,
+           "k1[c] = sgx[c] * inv * inv / m", "k1[c] = 0.0", (T_KNORM, T_NORM)),
+    Mutant("bn-unbiased-variance-in-forward", KNORM,
+           "inv = 1.0 / np.sqrt(q[c] / m + eps)", "inv = 1.0 / np.sqrt(q[c] / (m - 1) + eps)",
+           (T_KNORM, T_NORM)),
+    Mutant("bn-second-order-constant-invstd", "minigan/functional/norm.py",
+           "inv = ((xc * xc).mean(axis=(0, 2), keepdims=True) + eps) ** -0.5",
+           "inv = Tensor((((xc * xc).mean(axis=(0, 2), keepdims=True) + eps) ** -0.5).data)",
+           (T_NORM,), "acceptance or own_derivatives",
+           "DeZero's bug: 1/std treated as a constant in the second derivative"),
+    Mutant("bn-running-var-biased", "minigan/functional/norm.py",
+           "- eps) * (m / (m - 1))", "- eps)", (T_NORM,), "running"),
+    # -- activations
+    Mutant("leaky-relu-slope-on-wrong-side", "kernels/activation.py",
+           "for i in prange(x.size):\n        v = x[i]\n        y[i] = v if v > 0 else v * slope",
+           "for i in prange(x.size):\n        v = x[i]\n        y[i] = v * slope if v > 0 else v",
+           (T_KACT, T_ACT)),
+    Mutant("leaky-relu-grad-on-wrong-side", "kernels/activation.py",
+           "        gx[i] = gy[i] if x[i] > 0 else gy[i] * slope\n\n\n@on_device",
+           "        gx[i] = gy[i] if x[i] < 0 else gy[i] * slope\n\n\n@on_device",
+           (T_ACT,), "leaky"),
+    Mutant("tanh-derivative-wrong", "minigan/functional/activation.py",
+           "return gy * (1 - y * y)", "return gy * (1 - y)", (T_ACT,), "tanh"),
+    Mutant("tanh-backward-detached", "minigan/functional/activation.py",
+           "return gy * (1 - y * y)", "return gy * Tensor(1 - y.data * y.data)", (T_ACT,),
+           "tanh", "a gradient built from .data: right first order, wrong second order"),
+    Mutant("sigmoid-derivative-wrong", "minigan/functional/activation.py",
+           "return gy * y * (1 - y)", "return gy * (1 - y)", (T_ACT,), "sigmoid"),
+    # -- dropout and upsampling
+    Mutant("dropout-scale-missing", "kernels/dropout.py",
+           "_dropout_cpu(x.reshape(-1), _threshold(p), x.dtype.type(1.0 / (1.0 - p)),",
+           "_dropout_cpu(x.reshape(-1), _threshold(p), x.dtype.type(1.0),", (T_KDROP, T_DROP)),
+    Mutant("dropout-batch-last-scale-missing", "kernels/dropout.py",
+           "_dropout_batch_last_cpu(x2, _threshold(p), x.dtype.type(1.0 / (1.0 - p)),",
+           "_dropout_batch_last_cpu(x2, _threshold(p), x.dtype.type(1.0),", (T_LAYOUT,),
+           "dropout"),
+    Mutant("upsample-adjoint-strided-sum", "minigan/functional/dropout.py",
+           "return g.reshape(n, c, h // s, s, w // s, s).sum(axis=(3, 5))",
+           "return g.reshape(n, c, s, h // s, s, w // s).sum(axis=(2, 4))", (T_DROP,),
+           "upsample"),
+    Mutant("upsample-adjoint-batch-last-strided-sum", "minigan/functional/dropout.py",
+           "reshape(c, h // s, s, w // s, s, n)\n            return rows.sum(axis=(2, 4))",
+           "reshape(c, s, h // s, s, w // s, n)\n            return rows.sum(axis=(1, 3))",
+           (T_LAYOUT,), "upsample"),
+    # -- losses
+    Mutant("bce-logits-sign", "kernels/loss.py",
+           "for i in prange(z.size):\n        v = z[i]\n        loss[i] = max(v, zero) - v * t[i]",
+           "for i in prange(z.size):\n        v = z[i]\n        loss[i] = max(v, zero) + v * t[i]",
+           (T_LOSS,), "bce_with_logits"),
+    Mutant("bce-logits-grad-sign", "kernels/loss.py",
+           "        gz[i] = gl[i] * (s - t[i])\n\n\ndef _same",
+           "        gz[i] = gl[i] * (t[i] - s)\n\n\ndef _same", (T_LOSS,), "bce_with_logits"),
+    Mutant("bce-logits-target-grad-sign", "minigan/functional/loss.py",
+           "gt = -gl * z if", "gt = gl * z if", (T_LOSS,), "bce_with_logits"),
+    # -- optimizers
+    Mutant("adam-bias-corrections-swapped", "minigan/optim.py",
+           "1 - b1 ** t,\n                      1 - b2 ** t)",
+           "1 - b2 ** t,\n                      1 - b1 ** t)", (T_OPTIM,)),
+    Mutant("adam-bias-correction-outside-sqrt", "kernels/optim.py",
+           "(np.sqrt(vi / bc2) + eps)", "(np.sqrt(vi) / bc2 + eps)", (T_KOPTIM,)),
+    Mutant("rmsprop-alpha-swapped", "kernels/optim.py",
+           "s = alpha * sq[i] + (1 - alpha) * gi * gi",
+           "s = (1 - alpha) * sq[i] + alpha * gi * gi", (T_KOPTIM,)),
+    Mutant("sgd-momentum-as-dampening", "kernels/optim.py",
+           "momentum * buf[i] + (1 - dampening) * gi", "momentum * buf[i] + (1 - momentum) * gi",
+           (T_KOPTIM,)),
+    # -- arithmetic and linear
+    Mutant("linear-weight-transposed", "minigan/functional/math.py",
+           "y = transpose(matmul(weight, transpose(x)))",
+           "y = transpose(matmul(transpose(weight), transpose(x)))", (T_MATH,), "linear"),
+    Mutant("mul-backward-detached", "minigan/functional/math.py",
+           "ga = sum_to(gy * b, a.shape)", "ga = sum_to(gy * Tensor(b.data), a.shape)",
+           (T_MATH,), "broadcasting", "d(a*b)/da built from b.data: no second derivative in b"),
+    Mutant("div-backward-sign", "minigan/functional/math.py",
+           "gb = sum_to(-gy * a / (b * b), b.shape)", "gb = sum_to(gy * a / (b * b), b.shape)",
+           (T_MATH,), "broadcasting"),
+]
+
+
+def check_mutants(mutants) -> None:
+    """Every snippet occurs exactly once in its file, the replacement differs, names are unique:
+    the list must fail loudly, not rot, when the code moves."""
+    problems, seen = [], set()
+    for m in mutants:
+        if m.name in seen:
+            problems.append(f"{m.name}: duplicate name")
+        seen.add(m.name)
+        path = ROOT / m.path
+        if not path.is_file():
+            problems.append(f"{m.name}: no file {m.path}")
+            continue
+        n = path.read_text().count(m.old)
+        if n != 1:
+            problems.append(f"{m.name}: snippet occurs {n} times in {m.path} (must be once): "
+                            f"{m.old!r}")
+        if m.old == m.new:
+            problems.append(f"{m.name}: replacement equals the snippet")
+        for t in m.tests:
+            if not (ROOT / t).is_file():
+                problems.append(f"{m.name}: no test file {t}")
+    if problems:
+        sys.exit("mutations.py: the mutant list is out of date:\n  " + "\n  ".join(problems))
+
+
+def _ignore(folder, names):
+    top = Path(folder).resolve() == ROOT
+    return [n for n in names if n in SKIP_ANYWHERE or n.startswith(".venv")
+            or (top and n in SKIP_TOP)]
+
+
+def copy_repo(dst: Path) -> None:
+    shutil.copytree(ROOT, dst, symlinks=True, ignore=_ignore, copy_function=shutil.copy2)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.pop("NUMBA_CACHE_DIR", None)  # numba's cache must be the one beside each kernel file
+    env.pop("PYTHONPATH", None)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+_PROBE = """
+import importlib, inspect, json, sys
+import minigan, minigan.kernels
+out = {"minigan": minigan.__file__, "kernels": minigan.kernels.__file__}
+if len(sys.argv) > 1:
+    mod = importlib.import_module(sys.argv[1])
+    out["module"] = mod.__file__
+    out["has_replacement"] = sys.argv[2] in inspect.getsource(mod)
+print(json.dumps(out))
+"""
+
+
+def _module_name(path: str) -> str:
+    """minigan/functional/conv.py -> minigan.functional.conv; kernels/norm.py ->
+    minigan.kernels.norm (kernels/ is registered as minigan.kernels)."""
+    mod = path[:-3].replace("/", ".")
+    return "minigan." + mod if mod.startswith("kernels.") else mod
+
+
+def verify_copy(copy: Path, mutant: Mutant | None) -> None:
+    """Import minigan in the copy and check that it, its kernels and the mutated module are the
+    copy's own (not the editable install's checkout); raise otherwise."""
+    args = [sys.executable, "-c", _PROBE]
+    if mutant is not None:
+        args += [_module_name(mutant.path), mutant.new]
+    r = subprocess.run(args, cwd=copy, env=_env(), capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"importing minigan in {copy} failed:\n{r.stderr[-3000:]}")
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ("minigan", "kernels", "module"):
+        if key in info and not Path(info[key]).resolve().is_relative_to(copy.resolve()):
+            raise RuntimeError(f"{key} was imported from {info[key]}, not from the copy {copy}: "
+                               "the mutant would not be tested (is minigan/__init__.py "
+                               "registering the checkout's kernels/?)")
+    if mutant is not None and not info["has_replacement"]:
+        raise RuntimeError(f"{mutant.name}: the imported {info['module']} lacks the replacement")
+
+
+_SUMMARY = re.compile(r"(\d+) (failed|passed|errors?|skipped|deselected)")
+
+
+def run_pytest(copy: Path, tests, k, seed: int) -> tuple[str, str, float]:
+    """(outcome, output tail, seconds); outcome: passed, failed, error, timeout or crash."""
+    args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+            f"--hypothesis-seed={seed}", *tests]
+    if k:
+        args += ["-k", k]
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(args, cwd=copy, env=_env(), capture_output=True, text=True,
+                           timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) \
+            else (e.stdout or "")
+        return "timeout", out[-2000:], time.perf_counter() - t0
+    dt = time.perf_counter() - t0
+    out = r.stdout + r.stderr
+    counts = {}
+    for n, what in _SUMMARY.findall(out.strip().splitlines()[-1] if out.strip() else ""):
+        counts[what.rstrip("s") if what.startswith("error") else what] = int(n)
+    if r.returncode == 0 and counts.get("passed"):
+        return "passed", out[-2000:], dt
+    if r.returncode == 1 and counts.get("failed") and not counts.get("error"):
+        return "failed", out[-2000:], dt
+    if r.returncode < 0:
+        return "crash", out[-2000:], dt
+    return "error", out[-2000:], dt  # collection/import errors, no tests, usage errors
+
+
+def _first_failure(out: str) -> tuple[str, str]:
+    """(the failing test, the first 'E   ...' line of its report) from pytest's output."""
+    test = message = ""
+    for line in out.splitlines():
+        if line.startswith("FAILED ") and not test:
+            test = line[len("FAILED "):].split(" - ")[0].split("::", 1)[-1]
+        if line.startswith("E ") and not message:
+            message = line[1:].strip()
+    return test, message[:200]
+
+
+def run_mutant(m: Mutant, seed: int, keep: bool) -> tuple[str, float, str]:
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f"minigan-mutant-{m.name}-"))
+    copy = tmp / "repo"
+    try:
+        copy_repo(copy)
+        target = copy / m.path
+        text = target.read_text()
+        if text.count(m.old) != 1:
+            raise RuntimeError(f"{m.name}: snippet not found once in the copy of {m.path}")
+        st = target.stat()
+        target.write_text(text.replace(m.old, m.new))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # newer, surely
+        verify_copy(copy, m)
+        outcome, out, _ = run_pytest(copy, m.tests, m.k, seed)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        return "error", time.perf_counter() - t0, ("", str(e)[:600])
+    finally:
+        if keep:
+            print(f"    kept {copy}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result = {"failed": "caught", "passed": "SURVIVED"}.get(outcome, outcome.upper())
+    if outcome == "failed":
+        test, message = _first_failure(out)
+        return result, time.perf_counter() - t0, (test, message)
+    return result, time.perf_counter() - t0, ("", out.strip()[-600:])
+
+
+def run_baseline(mutants, seed: int) -> float:
+    """The unmutated copy must pass every test file the mutants use (without their -k)."""
+    tests = sorted({t for m in mutants for t in m.tests})
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="minigan-mutant-baseline-") as tmp:
+        copy = Path(tmp) / "repo"
+        copy_repo(copy)
+        verify_copy(copy, None)
+        outcome, out, _ = run_pytest(copy, tests, None, seed)
+    dt = time.perf_counter() - t0
+    if outcome != "passed":
+        sys.exit(f"baseline: the unmutated tests do not pass ({outcome}, {dt:.0f} s):\n{out}")
+    print(f"baseline: {len(tests)} test files pass unmutated ({dt:.0f} s)", flush=True)
+    return dt
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="run only these mutants (repeatable, or comma-separated)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
+    ap.add_argument("--keep", action="store_true", help="keep each mutant's copy")
+    ap.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    args = ap.parse_args(argv)
+    check_mutants(MUTANTS)
+    mutants = MUTANTS
+    if args.only:
+        names = {n for o in args.only for n in o.split(",") if n}
+        unknown = names - {m.name for m in MUTANTS}
+        if unknown:
+            sys.exit(f"unknown mutant(s): {', '.join(sorted(unknown))} (see --list)")
+        mutants = [m for m in MUTANTS if m.name in names]
+    if args.list:
+        for m in mutants:
+            k = f" -k {m.k!r}" if m.k else ""
+            print(f"{m.name:45s} {m.path:32s} {' '.join(m.tests)}{k}")
+            if m.why:
+                print(f"{'':45s} {m.why}")
+        print(f"{len(mutants)} mutants")
+        return 0
+    t0 = time.perf_counter()
+    if not args.no_baseline:
+        run_baseline(mutants, args.seed)
+    rows = []
+    for i, m in enumerate(mutants, 1):
+        result, dt, (test, detail) = run_mutant(m, args.seed, args.keep)
+        rows.append((m, result, dt, test))
+        print(f"[{i:2d}/{len(mutants)}] {m.name:45s} {result:9s} {dt:6.1f} s  {test}", flush=True)
+        print("    " + detail.replace("\n", "\n    "), flush=True)
+    width = max(len(m.name) for m in mutants)
+    print(f"\n{'mutant':{width}s}  {'file':32s}  {'result':9s}  seconds  caught by")
+    for m, result, dt, test in rows:
+        print(f"{m.name:{width}s}  {m.path:32s}  {result:9s}  {dt:7.1f}  {test}")
+    caught = sum(r == "caught" for _, r, _, _ in rows)
+    print(f"\n{caught} of {len(rows)} mutants caught; total {time.perf_counter() - t0:.0f} s")
+    return 0 if caught == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
