@@ -302,7 +302,7 @@ def plot_internals(lines: Sequence[dict], path: str | os.PathLike,
         elif stat == "neg":
             lo, hi = 0.0, 1.0
         cm = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd", under="red")
-        m = np.where(zero, lo - 1.0, m)
+        m = np.where(zero, lo - 1.0, np.clip(m, lo, hi))       # only exact zeros fall below
         x0, x1 = (steps[0], steps[-1]) if len(steps) > 1 else (steps[0] - 0.5, steps[0] + 0.5)
         im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap=cm, vmin=lo,
                        vmax=hi if hi > lo else lo + 1e-12, interpolation="nearest",
