@@ -1,12 +1,21 @@
-"""Time one DCGAN training step (D on real and fake, then G), optionally beside PyTorch.
+"""Time one GAN training step (D on real and fake, then G), optionally beside PyTorch.
 
-The model is the TensorFlow DCGAN tutorial's (minigan.gan.models.dcgan). With --compare torch
-the same model is rebuilt in PyTorch from minigan's state_dict (the keys match) and the two
-frameworks alternate step by step in one process after a warm-up; medians and their ratio are
-printed. --memory runs each framework alone in a subprocess and reports its peak resident set.
+Three models (--model, default all):
+  tf           the TensorFlow DCGAN tutorial's nets (minigan.gan.models.dcgan), 28x28, batch 64
+               and 256, built as a Sequential
+  torch-style  the same network written the way PyTorch users write it: a Module whose forward
+               reshapes the dense layer's output and applies BatchNorm2d to it, calls the
+               activations and dropout from functional, and flattens with x.reshape(n, -1)
+  dcgan64      the PyTorch examples' DCGAN (minigan.gan.models.radford): 64x64 RGB, 4x4 kernels,
+               stride 2, ngf = ndf = 64, batch 64 and 128
+With --compare torch the same model is rebuilt in PyTorch from minigan's state_dict (the keys
+match) and the two frameworks alternate step by step in one process after a warm-up; medians and
+their ratio are printed. --memory runs each framework alone in a subprocess and reports its
+peak resident set.
 
-    python benchmarks/step.py --batch 64 256 --compare torch
-    python benchmarks/step.py --memory --batch 256 --compare torch
+    python benchmarks/step.py --compare torch
+    python benchmarks/step.py --model tf --batch 64 256 --compare torch
+    python benchmarks/step.py --memory --model tf --batch 256 --compare torch
 """
 
 from __future__ import annotations
@@ -24,21 +33,71 @@ import numpy as np
 import minigan
 import minigan.functional as F
 from minigan import backend, nn
-from minigan.gan.models import dcgan
+from minigan.gan.models import dcgan, radford
 from minigan.optim import Adam
 
 Z_DIM = 100
+BATCHES = {"tf": (64, 256), "torch-style": (64, 256), "dcgan64": (64, 128)}
 
 
-def minigan_step(batch: int, device: str):
+def torch_style_nets(tnn, tF, width: int = 64):
+    """The TF tutorial's G and D as Module subclasses with a forward, in framework `tnn`/`tF`
+    (minigan's or torch's nn and functional: the code is the same for both)."""
+    c1, c2, c4 = width, 2 * width, 4 * width
+
+    class Generator(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = tnn.Linear(Z_DIM, c4 * 7 * 7, bias=False)
+            self.bn0 = tnn.BatchNorm2d(c4, eps=1e-3, momentum=0.01)
+            self.up1 = tnn.ConvTranspose2d(c4, c2, 5, 1, 2, bias=False)
+            self.bn1 = tnn.BatchNorm2d(c2, eps=1e-3, momentum=0.01)
+            self.up2 = tnn.ConvTranspose2d(c2, c1, 5, 2, 2, output_padding=1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(c1, eps=1e-3, momentum=0.01)
+            self.up3 = tnn.ConvTranspose2d(c1, 1, 5, 2, 2, output_padding=1, bias=False)
+
+        def forward(self, z):
+            x = self.fc(z).reshape(z.shape[0], c4, 7, 7)
+            x = tF.leaky_relu(self.bn0(x), 0.3)
+            x = tF.leaky_relu(self.bn1(self.up1(x)), 0.3)
+            x = tF.leaky_relu(self.bn2(self.up2(x)), 0.3)
+            return tF.tanh(self.up3(x))
+
+    class Discriminator(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(1, c1, 5, 2, 2)
+            self.conv2 = tnn.Conv2d(c1, c2, 5, 2, 2)
+            self.fc = tnn.Linear(c2 * 7 * 7, 1)
+
+        def forward(self, x):
+            x = tF.dropout(tF.leaky_relu(self.conv1(x), 0.3), 0.3, training=self.training)
+            x = tF.dropout(tF.leaky_relu(self.conv2(x), 0.3), 0.3, training=self.training)
+            return self.fc(x.reshape(x.shape[0], -1))
+
+    return Generator(), Discriminator()
+
+
+def build(model: str):
+    """minigan's (G, D) of a model and its image shape."""
+    if model == "tf":
+        return (*dcgan((1, 28, 28), Z_DIM), (1, 28, 28))
+    if model == "torch-style":
+        return (*torch_style_nets(nn, F), (1, 28, 28))
+    if model == "dcgan64":
+        return (*radford((3, 64, 64), Z_DIM), (3, 64, 64))
+    raise ValueError(f"unknown model {model!r}: choose from {', '.join(BATCHES)}")
+
+
+def minigan_step(batch: int, device: str, model: str = "tf"):
     """A closure running one minigan training step on a fixed real batch."""
-    G, D = dcgan((1, 28, 28), Z_DIM)
+    G, D, shape = build(model)
     G.to(device)
     D.to(device)
     opt_g = Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     xp = backend.xp_for(device)
-    real = minigan.tensor(xp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, 1, 28, 28)),
+    real = minigan.tensor(xp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, *shape)),
                                      dtype=np.float32))
     ones, zeros = xp.ones((batch, 1), np.float32), xp.zeros((batch, 1), np.float32)
 
@@ -55,8 +114,7 @@ def minigan_step(batch: int, device: str):
         opt_g.step()
         backend.synchronize(device)
 
-    return step, (G, D)
-
+    return step, (G, D, model, shape)
 
 def _torch_module(m: nn.Module):
     """The PyTorch twin of a minigan Sequential, layer by layer."""
@@ -91,15 +149,27 @@ def _torch_module(m: nn.Module):
     return tm
 
 
+def _torch_twin(m: nn.Module, model: str, index: int):
+    """The PyTorch twin of minigan's G (index 0) or D (1), with minigan's weights."""
+    import torch
+
+    if model != "torch-style":
+        return _torch_module(m)
+    t = torch_style_nets(torch.nn, torch.nn.functional)[index]
+    t.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in m.state_dict().items()})
+    return t
+
+
 def torch_step(batch: int, device: str, models):
     import torch
 
     dev = "cuda" if device == "cuda" else "cpu"
-    G, D = (_torch_module(m).to(dev) for m in models)
+    *nets, model, shape = models
+    G, D = (_torch_twin(m, model, i).to(dev) for i, m in enumerate(nets))
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    real = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (batch, 1, 28, 28))
+    real = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (batch, *shape))
                             .astype(np.float32)).to(dev)
     ones, zeros = torch.ones(batch, 1, device=dev), torch.zeros(batch, 1, device=dev)
 
@@ -125,8 +195,9 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool) -> dict:
-    mg, models = minigan_step(batch, device)
+def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
+            model: str = "tf") -> dict:
+    mg, models = minigan_step(batch, device, model)
     fns = {"minigan": mg}
     if with_torch:
         fns["torch"] = torch_step(batch, device, models)
@@ -137,26 +208,29 @@ def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool) 
     for _ in range(steps):  # alternate, so load changes hit both alike
         for k, fn in fns.items():
             times[k].append(_timed(fn))
-    out = {"batch": batch, "device": device, "steps": steps}
+    out = {"model": model, "batch": batch, "device": device, "steps": steps}
     out.update({f"{k}_median_s": statistics.median(v) for k, v in times.items()})
     if with_torch:
         out["ratio"] = out["minigan_median_s"] / out["torch_median_s"]
     return out
 
 
-def peak_rss(framework: str, batch: int, device: str) -> dict:
+def peak_rss(framework: str, batch: int, device: str, model: str = "tf") -> dict:
     """Peak resident set (MiB) of a fresh process running a few steps of one framework, and
     the resident set before the first step. Each process holds one framework: minigan's never
     imports torch; torch's imports minigan too (its nets start from minigan's weights)."""
     cmd = [sys.executable, __file__, "--only", framework, "--batch", str(batch),
-           "--device", device]
+           "--device", device, "--model", model]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--model", nargs="+", choices=list(BATCHES), default=list(BATCHES),
+                   help="models to time (default all)")
+    p.add_argument("--batch", type=int, nargs="+",
+                   help="batch sizes (default: each model's, 64 256 or 64 128)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--steps", type=int, default=10, help="timed steps per framework")
     p.add_argument("--warmup", type=int, default=3)
@@ -173,7 +247,7 @@ def main(argv=None) -> None:
     if a.only:
         if a.only == "torch":
             import torch  # noqa: F401  (before the baseline is read)
-        step, models = minigan_step(a.batch[0], a.device)
+        step, models = minigan_step(a.batch[0], a.device, a.model[0])
         if a.only == "torch":
             step = torch_step(a.batch[0], a.device, models)
             del models
@@ -183,14 +257,16 @@ def main(argv=None) -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"peak_rss_mib": rss, "before_steps_mib": base}))
         return
-    for b in a.batch:
-        if a.memory:
-            row = {"batch": b, "minigan": peak_rss("minigan", b, a.device)}
-            if a.compare:
-                row["torch"] = peak_rss("torch", b, a.device)
-        else:
-            row = compare(b, a.device, a.steps, a.warmup, a.compare == "torch")
-        print(json.dumps(row), flush=True)
+    for model in a.model:
+        for b in a.batch or BATCHES[model]:
+            if a.memory:
+                row = {"model": model, "batch": b,
+                       "minigan": peak_rss("minigan", b, a.device, model)}
+                if a.compare:
+                    row["torch"] = peak_rss("torch", b, a.device, model)
+            else:
+                row = compare(b, a.device, a.steps, a.warmup, a.compare == "torch", model)
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
