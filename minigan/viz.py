@@ -192,7 +192,8 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
         ax.set_ylabel(name)
         if not plotted:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="gray")
-        if name == NORM_PANEL[0] and plotted:
+        if name == NORM_PANEL[0] and plotted and any(
+                v > 0 for key, _ in keys for v in _series(records, key)[1]):
             ax.set_yscale("log")
     if not critic:
         axes[1].set_ylim(-0.03, 1.03)                                # accuracies
@@ -301,18 +302,22 @@ def plot_internals(lines: Sequence[dict], path: str | os.PathLike,
             lo, hi = -max(abs(lo), abs(hi), 1e-12), max(abs(lo), abs(hi), 1e-12)
         elif stat == "neg":
             lo, hi = 0.0, 1.0
-        cm = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd", under="red")
-        m = np.where(zero, lo - 1.0, np.clip(m, lo, hi))       # only exact zeros fall below
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")
         x0, x1 = (steps[0], steps[-1]) if len(steps) > 1 else (steps[0] - 0.5, steps[0] + 0.5)
-        im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap=cm, vmin=lo,
-                       vmax=hi if hi > lo else lo + 1e-12, interpolation="nearest",
-                       extent=(x0, x1, len(labels) - 0.5, -0.5))
+        extent = (x0, x1, len(labels) - 0.5, -0.5)
+        im = ax.imshow(np.ma.masked_invalid(np.clip(m, lo, hi)), aspect="auto", cmap=cm,
+                       vmin=lo, vmax=hi if hi > lo else lo + 1e-12, interpolation="nearest",
+                       extent=extent)
+        if zero.any():                                   # exact zeros on top, in red
+            red = matplotlib.colors.ListedColormap(["red"]).with_extremes(bad=(0, 0, 0, 0))
+            ax.imshow(np.ma.masked_where(~zero, np.ones(m.shape)), aspect="auto", cmap=red,
+                      vmin=0, vmax=2, interpolation="nearest", extent=extent)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlabel("step", fontsize=8)
         first_d = next((i for i, s in enumerate(labels) if s.startswith("D")), 0)
         if first_d:
             ax.axhline(first_d - 0.5, color="black", lw=1.2)          # G above, D below
-        fig.colorbar(im, ax=ax, shrink=0.9, extend="min" if zero.any() else "neither")
+        fig.colorbar(im, ax=ax, shrink=0.9)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -341,7 +346,8 @@ def plot_logit_histograms(views: Sequence[dict], path: str | os.PathLike,
         ax.hist(real, bins, color="tab:blue", alpha=0.6, label="real")
         ax.hist(fake, bins, color="tab:orange", alpha=0.6, label="G(z)")
         ax.axvline(0, color="black", lw=0.8)
-        acc = 0.5 * ((real > 0).mean() + (fake < 0).mean())
+        acc = 0.5 * ((real > 0).mean() + (fake < 0).mean()              # a tie is half right
+                     + 0.5 * (real == 0).mean() + 0.5 * (fake == 0).mean())
         ax.set_title(f"epoch {v['epoch']}: D right on {100 * acc:.0f}%", fontsize=9)
         ax.tick_params(labelsize=7)
     if views:
