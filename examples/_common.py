@@ -7,6 +7,7 @@ from pathlib import Path
 
 from minigan.gan import TrainConfig, Trainer
 from minigan.precompile import compile_cpu_kernels
+from minigan.report import RunReport
 
 
 def parser(description: str, epochs: int, out: str) -> argparse.ArgumentParser:
@@ -27,9 +28,9 @@ def run(config: TrainConfig, restart: bool = False) -> dict:
     out = Path(config.out)
     if not restart and (out / "checkpoints" / "last.npz").is_file():
         print(f"continuing the run in {out} (pass --restart to start over)")
-        trainer = Trainer.resume(out, epochs=config.epochs)
+        trainer = Trainer.resume(out, epochs=config.epochs, callbacks=[RunReport()])
     else:
-        trainer = Trainer(config, overwrite=True)
+        trainer = Trainer(config, overwrite=True, callbacks=[RunReport()])
     print(f"{config.arch} on {config.dataset}: {len(trainer.images)} images "
           f"{trainer.image_shape}, batch {trainer.recipe.batch_size}, "
           f"{trainer.steps_per_epoch} steps an epoch, {config.epochs} epochs")
@@ -46,5 +47,6 @@ def run(config: TrainConfig, restart: bool = False) -> dict:
     print(f"  progress GIF: {summary['gif']}")
     print(f"  curves:       {summary['curves']}")
     print(f"  checkpoint:   {summary['checkpoint']}")
+    print(f"  the run page: {out / 'index.html'}")
     print(f"more samples:   python -m minigan sample {out} -n 64 -o {out}/more.png")
     return summary
