@@ -100,6 +100,7 @@ class LayerStatistics(Callback):
         self.filename = filename
         self._handles: list = []
         self._values: dict = {}                 # (layer, stat) -> 0-d device array
+        self._order: list = []                  # (layer, type) of G, then of D
 
     def on_train_begin(self, trainer) -> None:
         keep_lines(trainer.out / self.filename, trainer.step)
@@ -118,9 +119,10 @@ class LayerStatistics(Callback):
         xp = backend.array_module(next(iter(values.values())))
         host = backend.to_numpy(xp.stack([v.reshape(()).astype(np.float64)
                                           for v in values.values()])).tolist()
-        record: dict = {}
-        for (name, kind, stat), v in zip(values, host, strict=True):
-            record.setdefault(name, {"type": kind})[stat] = v if math.isfinite(v) else None
+        record: dict = {name: {"type": kind} for name, kind in self._order}  # G's, then D's
+        for (name, _, stat), v in zip(values, host, strict=True):
+            record[name][stat] = v if math.isfinite(v) else None
+        record = {name: v for name, v in record.items() if len(v) > 1}     # layers that ran
         line = {"step": trainer.step,
                 "epoch": trainer.epoch + trainer.loader._batch / len(trainer.loader),
                 "layers": record}
@@ -132,9 +134,11 @@ class LayerStatistics(Callback):
         self._values = {}
 
     def _arm(self, trainer) -> None:
+        self._order = []
         for prefix, net in (("G", trainer.G), ("D", trainer.D)):
             for name, m in layers(net, prefix):
                 kind = type(m).__name__
+                self._order.append((name, kind))
                 done: set = set()
                 self._handles.append(m.register_forward_pre_hook(self._pre(name, kind, done)))
                 self._handles.append(m.register_forward_hook(self._post(name, kind, done)))

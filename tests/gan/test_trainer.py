@@ -299,3 +299,17 @@ def test_views_do_not_change_the_training(tmp_path, quick_curves):
     b = Trainer(_config(tmp_path, "b", steps=8, log_internals=True))
     b.fit()
     _assert_identical(a, b)
+
+
+def test_layer_statistics_with_several_critic_steps(tmp_path, quick_curves):
+    from minigan.gan.callbacks import read_jsonl
+
+    Trainer(_config(tmp_path, steps=2, loss="wgan-gp", n_critic=2, log_internals=True,
+                    fd_every=0)).fit()
+    (line,) = read_jsonl(tmp_path / "run" / "internals.jsonl")
+    names = list(line["layers"])
+    first_d = next(i for i, n in enumerate(names) if n.startswith("D."))
+    assert all(n.startswith("G.") for n in names[:first_d]) and first_d > 0, names
+    assert all(n.startswith("D.") for n in names[first_d:]), names
+    missing = [n for n, v in line["layers"].items() if v.get("grad") is None]
+    assert not missing, f"no output gradient recorded for {missing}"
