@@ -141,15 +141,14 @@ def write_page(run: str | os.PathLike) -> Path:
             f"{cfg.get('recipe', {}).get('batch_size', '?')} &middot; "
             f"{last.get('seconds', 0) / 60:.1f} min of training")
     spectra = _picture(run, "spectra.png", "mean power spectra per epoch",
-                       "no epoch has finished yet", width=900)
+                       "no epoch has finished yet")
     if (run / "spectrum.png").is_file():
         spectra += ("<p>From <code>inspect</code>, the final generator on more samples:</p>"
-                    + _img("spectrum.png", "mean power spectrum of samples and real images",
-                           width=700))
+                    + _img("spectrum.png", "mean power spectrum of samples and real images"))
     sections = [
         ("samples", "Fixed-noise samples", _samples_section(run)),
         ("curves", "Losses and D's outputs",
-         _picture(run, "curves.png", "training curves", "no curves yet", width=760)),
+         _picture(run, "curves.png", "training curves", "no curves yet")),
         ("quality", "Quality", _quality_section(run)),
         ("internals", "Every layer over training",
          "<p>One row per layer (G above the line, D below), training step along x. Statistics "
@@ -160,7 +159,7 @@ def write_page(run: str | os.PathLike) -> Path:
          "<p>D's logits on the same real images and the same noise's G(z) after every epoch "
          "(eval mode). Two separate humps: D tells them apart; one hump on top of the other: "
          "it cannot.</p>"
-         + _picture(run, "d_logits.png", "histograms of D's logits", "no epoch yet", 900)),
+         + _picture(run, "d_logits.png", "histograms of D's logits", "no epoch yet")),
         ("spectra", "Power spectra",
          "<p>Mean log power spectrum, lowest frequency in the centre, highest at the edges "
          "and corners (where the checkerboard of strided transposed convolutions shows); "
