@@ -23,9 +23,9 @@ convolution) accumulates into a stacked phase buffer that is interleaved back at
 The GEMMs go to the BLAS NumPy itself links (OpenBLAS in NumPy's wheels), through its CBLAS
 interface, since NumPy's matmul cannot accumulate into a strided view. `available()` says
 whether that library was found; without it, or with MINIGAN_SHIFTED_GEMM=0 in the environment,
-the callers use im2col + GEMM. The GEMMs of each call are timed for `threads.BlasThreads`,
-which picks OpenBLAS's thread count by measuring (one thread when other processes keep cores
-busy).
+the callers use im2col + GEMM. The GEMMs of a call are split by output rows over `POOL`'s
+threads (kernels/threads.py), BLAS itself single-threaded, and timed for `THREADS`, which picks
+the width by measuring (one thread when other processes keep the cores busy).
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def _thread_functions(lib):
 _SGEMM, _GET_THREADS, _SET_THREADS = ((None, None, None)
                                       if os.environ.get("MINIGAN_SHIFTED_GEMM") == "0"
                                       else _find_sgemm())
-THREADS = T.from_environment(_GET_THREADS, _SET_THREADS)  # None: the count is fixed
+POOL = T.RowPool()
+THREADS = T.configure(_SET_THREADS, POOL) if _SGEMM is not None else None  # None: fixed
 
 
 def _timed(flops):
@@ -250,12 +251,16 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow):
     out = (np.empty if fresh else np.zeros)((co, oh, ow, n), np.float32)
     x_ptr, o_ptr = xs.ctypes.data, out.ctypes.data
     a_ptrs = [a.ctypes.data for a in rows]
-    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+    def chunk(r0, r1):  # output channels r0 .. r1-1
         for c, (g, o_off, x_off, cols) in enumerate(calls):
             k = len(plan[g][3]) * ci
-            _gemm(True, False, co, cols, k, a_ptrs[g], co,
+            _gemm(True, False, r1 - r0, cols, k, a_ptrs[g] + 4 * r0, co,
                   x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
-                  0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * o_off, oh * ow * n)
+                  0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * (r0 * oh * ow * n + o_off),
+                  oh * ow * n)
+
+    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+        POOL.run(co, chunk)
     return out
 
 
@@ -276,12 +281,17 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
     gs = (np.empty if fresh else np.zeros)((sh * sw, ci, hp, wp, n), np.float32)
     g_ptr, s_ptr = gy.ctypes.data, gs.ctypes.data
     a_ptrs = [a.ctypes.data for a in rows]
-    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+    def chunk(r0, r1):  # rows (phase, channel) r0 .. r1-1 of the stacked phase images
         for c, (g, o_off, x_off, cols) in enumerate(calls):
-            k = len(plan[g][3]) * ci
-            _gemm(False, False, k, cols, co, a_ptrs[g], co, g_ptr + 4 * o_off, oh * ow * n,
-                  0.0 if fresh and c == 0 else 1.0, s_ptr + 4 * (plan[g][2] * ci * ld + x_off),
-                  ld)
+            first = plan[g][2] * ci
+            lo, hi = max(r0, first), min(r1, first + len(plan[g][3]) * ci)
+            if lo < hi:
+                _gemm(False, False, hi - lo, cols, co, a_ptrs[g] + 4 * (lo - first) * co, co,
+                      g_ptr + 4 * o_off, oh * ow * n, 0.0 if fresh and c == 0 else 1.0,
+                      s_ptr + 4 * (lo * ld + x_off), ld)
+
+    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+        POOL.run(sh * sw * ci, chunk)
     if sh == sw == 1:
         return gs[0]
     gx = np.empty((ci, h, wd, n), np.float32)
@@ -307,11 +317,17 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
             for _, _, _, taps in plan]
     x_ptr, g_ptr = xs.ctypes.data, gy.ctypes.data
     c_ptrs = [a.ctypes.data for a in outs]
-    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
-        for g, o_off, x_off, cols in _calls(plan, oh, ow, hp, wp, n):
+    calls = list(_calls(plan, oh, ow, hp, wp, n))
+
+    def chunk(r0, r1):  # output channels r0 .. r1-1: columns of the (tap, Ci) x Co blocks
+        for g, o_off, x_off, cols in calls:
             k = len(plan[g][3]) * ci
-            _gemm(False, True, k, co, cols, x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
-                  g_ptr + 4 * o_off, oh * ow * n, 1.0, c_ptrs[g], co)
+            _gemm(False, True, k, r1 - r0, cols, x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
+                  g_ptr + 4 * (r0 * oh * ow * n + o_off), oh * ow * n, 1.0, c_ptrs[g] + 4 * r0,
+                  co)
+
+    with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
+        POOL.run(co, chunk)
     for (_, _, _, taps), m in zip(plan, outs):
         if len(taps) > 1:
             for t, tap in enumerate(taps):

@@ -1,29 +1,77 @@
-"""OpenBLAS's thread count, chosen by measuring rather than assumed.
+"""How many threads minigan's CPU kernels use, chosen by measuring rather than assumed.
 
-A training step makes thousands of small GEMM calls, and a multi-threaded GEMM is a fork-join:
-every call waits for its slowest thread. On a quiet machine that is the fastest way to run them
-(1.3-1.5x over one thread on 2 cores). On a busy one, a thread the OS has descheduled holds up
-the whole call for a time slice, thousands of times a step: with two other processes on this
-2-core machine a half-width DCGAN step took 3.1 s with OpenBLAS's 2 threads and 0.39 s with 1.
+A training step makes thousands of small GEMM calls and dozens of parallel numba kernels, each a
+fork-join: it waits for its slowest thread. On a quiet machine threads pay (1.3-1.5x on 2 cores).
+On a busy one, a thread the OS has descheduled holds up the whole call for a time slice,
+thousands of times a step: with other processes on this 2-core machine a half-width DCGAN step
+took 3.1 s with OpenBLAS's 2 threads and 0.39 s with 1.
 
-So the convolutions report the floating-point work and the seconds of their GEMMs here, and
-`BlasThreads` compares the rate with all threads against the rate with one, in windows of
-`window` calls: it keeps the faster, and tries the other again after a patience that doubles
-each time the other loses (up to `max_patience` windows) and resets when it wins; a second look
-that is clearly losing ends after its first call. A sudden
-slowdown of the current choice (another process starting) shows at the next window's end.
-MINIGAN_BLAS_THREADS=auto (the default) does this; a number fixes the count; OPENBLAS_NUM_THREADS
-set by the user also fixes it.
+Two remedies, used together:
+- `RowPool` runs a convolution's GEMMs (single-threaded BLAS) on a few threads of our own that
+  claim chunks of output rows from a shared counter: a thread that is descheduled delays only
+  the chunk it holds, the others take the rest, and nobody waits for a thread that never came.
+- `Threads` chooses the width of everything (the pool and numba's parallel kernels) between all
+  cores and one, by measuring: the convolutions report their floating-point work, and the rate
+  is that work over the wall time of a window of `window` calls (so it covers the whole step
+  around them, numba kernels included). It keeps the faster width and tries the other again
+  after a patience that doubles each time the other loses (up to `max_patience` windows) and
+  resets when it wins; a second look that is clearly losing ends after its first call. A sudden
+  slowdown of the current choice (another process starting) shows at the next window's end.
+MINIGAN_THREADS=auto (the default) does this; a number fixes the width.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import time
 
 
-class BlasThreads:
-    """Adaptive choice between `most` BLAS threads and one; `setter(n)` applies a choice."""
+class RowPool:
+    """Runs fn(r0, r1) over chunks of rows [0, total) on `width` threads, this one included.
+    Chunks are claimed from a shared counter, so a thread the OS has descheduled holds up only
+    a chunk it has already claimed: the others take the rest, and a thread that starts late
+    finds nothing left. (The GEMMs run in ctypes calls, which release the GIL.)"""
+
+    def __init__(self, width: int = 1, min_rows: int = 16):
+        self.width, self.min_rows = width, min_rows  # a chunk's GEMM keeps >= min_rows rows
+        self._executor = None
+
+    def run(self, total: int, fn) -> None:
+        chunks = min(total // self.min_rows, 4 * self.width) if self.width > 1 else 1
+        if chunks <= 1:
+            fn(0, total)
+            return
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max(1, os.cpu_count() or 1), "minigan-gemm")
+        bounds = [total * i // chunks for i in range(chunks + 1)]
+        claim = itertools.count()
+        done = itertools.count(1)
+        finished = threading.Event()
+        errors = []
+
+        def work():
+            while (i := next(claim)) < chunks:
+                try:
+                    fn(bounds[i], bounds[i + 1])
+                except BaseException as e:  # noqa: BLE001  (raised again below, in the caller)
+                    errors.append(e)
+                if next(done) == chunks:
+                    finished.set()
+
+        for _ in range(self.width - 1):
+            self._executor.submit(work)
+        work()
+        finished.wait()
+        if errors:
+            raise errors[0]
+
+
+class Threads:
+    """Adaptive choice between `most` threads and one; `setter(n)` applies a choice."""
 
     def __init__(self, most: int, setter, window: int = 32, min_patience: int = 4,
                  max_patience: int = 64, clock=time.perf_counter):
@@ -37,13 +85,18 @@ class BlasThreads:
         self._flops = 0.0
         self._seconds = 0.0
         self._calls = 0
+        self._t0: float | None = None             # when the window's first call started
 
     def start(self) -> float:
-        return self.clock()
+        t = self.clock()
+        if self._t0 is None:
+            self._t0 = t
+        return t
 
     def done(self, t0: float, flops: float) -> None:
-        """Record one GEMM-bound call that started at `t0` and did `flops` operations."""
-        self._seconds += self.clock() - t0
+        """Record one call that started at `t0` and did `flops` operations; the window's rate
+        is its work over the wall time since its first call started."""
+        self._seconds = self.clock() - self._t0
         self._flops += flops
         self._calls += 1
         if self._calls >= self.window or self._losing():
@@ -64,6 +117,7 @@ class BlasThreads:
         rate = self._flops / max(self._seconds, 1e-9) / 1e9
         self._flops = self._seconds = 0.0
         self._calls = 0
+        self._t0 = None
         self.history.append((n, rate))
         best_before = max(self.rate, key=self.rate.get) if len(self.rate) == 2 else None
         self.rate[n] = rate if n not in self.rate else 0.5 * (self.rate[n] + rate)
@@ -86,17 +140,26 @@ class BlasThreads:
             self.current = choice
 
 
-def from_environment(get_threads, set_threads) -> BlasThreads | None:
-    """The controller for this process, or None when the thread count is fixed: by
-    MINIGAN_BLAS_THREADS=N, by the user's OPENBLAS_NUM_THREADS, or by a single core."""
-    setting = os.environ.get("MINIGAN_BLAS_THREADS", "auto").strip().lower()
+def configure(set_blas_threads, pool: RowPool) -> Threads | None:
+    """Set up threading for this process: BLAS single-threaded (the pool parallelises the
+    GEMMs), the pool and numba's kernels as wide as MINIGAN_THREADS says; returns the
+    controller when it says auto (the default) and there is more than one core."""
+    import numba
+
+    setting = os.environ.get("MINIGAN_THREADS", "auto").strip().lower()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    most = max(1, min(cores or 1, numba.config.NUMBA_NUM_THREADS))
     if setting != "auto":
         if not setting.isdigit() or int(setting) < 1:
-            raise ValueError(f"MINIGAN_BLAS_THREADS must be 'auto' or a positive number of "
-                             f"threads, got {setting!r}")
-        set_threads(int(setting))
-        return None
-    if "OPENBLAS_NUM_THREADS" in os.environ or get_threads is None or set_threads is None:
-        return None
-    most = int(get_threads())
-    return BlasThreads(most, set_threads) if most > 1 else None
+            raise ValueError(f"MINIGAN_THREADS must be 'auto' or a positive number of threads, "
+                             f"got {setting!r}")
+        most = int(setting)
+
+    def setter(n: int) -> None:
+        pool.width = n
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+    if set_blas_threads is not None:
+        set_blas_threads(1)
+    setter(most)
+    return Threads(most, setter) if setting == "auto" and most > 1 else None

@@ -1,9 +1,13 @@
-"""The adaptive OpenBLAS thread count (kernels/threads.py), on a simulated clock.
+"""Threading of the CPU kernels (kernels/threads.py): the adaptive width on a simulated clock,
+the row pool on real threads.
 
 Each simulated GEMM call does 1 GFLOP and takes the seconds that the current "machine" gives the
 current thread count, so the controller's choices can be checked exactly against what a perfect
 chooser would do.
 """
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -34,7 +38,7 @@ class Machine:
 def _controller(machine, most=4):
     def setter(n):
         machine.threads = n
-    return T.BlasThreads(most, setter, window=8, clock=machine.clock)
+    return T.Threads(most, setter, window=8, clock=machine.clock)
 
 
 def test_contended_machine_settles_on_one_thread_and_rarely_looks_back():
@@ -71,19 +75,59 @@ def test_load_arriving_and_leaving_is_followed():
     assert used[-1] == 4
 
 
-def test_environment_fixes_the_count(monkeypatch):
-    calls = []
-    monkeypatch.setenv("MINIGAN_BLAS_THREADS", "1")
-    assert T.from_environment(lambda: 4, calls.append) is None and calls == [1]
-    monkeypatch.setenv("MINIGAN_BLAS_THREADS", "auto")
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
-    assert T.from_environment(lambda: 2, calls.append) is None and calls == [1]
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
-    assert isinstance(T.from_environment(lambda: 2, calls.append), T.BlasThreads)
-    assert T.from_environment(lambda: 1, calls.append) is None   # one core: nothing to choose
-    monkeypatch.setenv("MINIGAN_BLAS_THREADS", "many")
-    with pytest.raises(ValueError, match="MINIGAN_BLAS_THREADS must be 'auto' or a positive"):
-        T.from_environment(lambda: 2, calls.append)
+def test_environment_sets_the_width(monkeypatch):
+    import numba
+
+    blas = []
+    pool = T.RowPool()
+    monkeypatch.setenv("MINIGAN_THREADS", "1")
+    try:
+        assert T.configure(blas.append, pool) is None
+        assert blas == [1] and pool.width == 1 and numba.get_num_threads() == 1
+        monkeypatch.setenv("MINIGAN_THREADS", "auto")
+        ctl = T.configure(blas.append, pool)
+        cores = min(len(__import__("os").sched_getaffinity(0)), numba.config.NUMBA_NUM_THREADS)
+        assert blas == [1, 1] and pool.width == cores            # BLAS stays single-threaded
+        assert (ctl is None) == (cores == 1)
+        monkeypatch.setenv("MINIGAN_THREADS", "many")
+        with pytest.raises(ValueError, match="MINIGAN_THREADS must be 'auto' or a positive"):
+            T.configure(blas.append, pool)
+    finally:
+        numba.set_num_threads(S.POOL.width)
+
+
+def test_row_pool_covers_every_row_once_and_raises_errors():
+    pool = T.RowPool(width=3, min_rows=2)
+    seen = []
+    lock = threading.Lock()
+
+    def fn(r0, r1):
+        with lock:
+            seen.extend(range(r0, r1))
+    pool.run(37, fn)
+    assert sorted(seen) == list(range(37))
+
+    def bad(r0, r1):
+        if r0 > 10:
+            raise RuntimeError(f"rows {r0}-{r1}")
+    with pytest.raises(RuntimeError, match="rows"):
+        pool.run(37, bad)
+
+
+def test_row_pool_never_waits_for_a_descheduled_thread():
+    """Every worker busy elsewhere (as if the OS had descheduled them): the caller does all the
+    chunks itself and returns at once."""
+    pool = T.RowPool(width=2, min_rows=1)
+    pool.run(4, lambda r0, r1: None)            # start the executor
+    release = threading.Event()
+    for _ in range(8):                          # occupy every worker thread
+        pool._executor.submit(release.wait)
+    done = []
+    t = time.perf_counter()
+    pool.run(16, lambda r0, r1: done.append((r0, r1)))
+    took = time.perf_counter() - t
+    release.set()
+    assert sum(r1 - r0 for r0, r1 in done) == 16 and took < 1.0, took
 
 
 @pytest.mark.skipif(S._SET_THREADS is None, reason="no openblas_set_num_threads in NumPy's BLAS")
@@ -98,3 +142,30 @@ def test_numpys_openblas_takes_the_setting():
     finally:
         S._SET_THREADS(before)
     assert S._GET_THREADS() == before
+
+
+@pytest.mark.skipif(not S.available(np.float32), reason="no CBLAS sgemm found in NumPy's BLAS")
+@pytest.mark.parametrize("width", [2, 3])
+def test_shifted_convolutions_split_over_row_chunks(width, monkeypatch):
+    """The three shifted-GEMM kernels with their rows cut into chunks of one to a few rows on
+    several threads (stride 2 and 1, stacked phases, unequal geometry) against the float64
+    loops, to the same float32 bound as unsplit: each output element is still one sum."""
+    from tests.functional.test_conv import conv2d_ref, conv2d_vjp_ref
+    from tests.kernels.test_shifted_kernels import _check, _chwn, _data, _nchw
+
+    monkeypatch.setattr(S, "POOL", T.RowPool(width=width, min_rows=1))
+    # the last: 4x4 kernels, stride 2, padding 1 (dcgan64) have GEMMs over the second phase
+    for g in ((2, 5, 7, (7, 6), (5, 3), (2, 1), (2, 1)), (3, 3, 4, (5, 5), (3, 3), (1, 1), (1, 1)),
+              (2, 5, 6, (8, 6), (4, 4), (2, 2), (1, 1))):
+        n, ci, co, hw, k, s, p = g
+        x, w, gy, (oh, ow) = _data(g, 5)
+        f64 = [a.astype(np.float64) for a in (x, w, gy)]
+        y = _nchw(S.conv2d(_chwn(x), w, *s, *p, oh, ow))
+        _check(y, conv2d_ref(*f64[:2], s, p),
+               conv2d_ref(np.abs(f64[0]), np.abs(f64[1]), s, p), ci * k[0] * k[1], f"fwd {g}")
+        gx = _nchw(S.conv2d_input_grad(_chwn(gy), w, *s, *p, *hw))
+        gw = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
+        gx_ref, gw_ref = conv2d_vjp_ref(*f64, s, p)
+        gx_abs, gw_abs = conv2d_vjp_ref(*[np.abs(a) for a in f64], s, p)
+        _check(gx, gx_ref, gx_abs, co * k[0] * k[1], f"input grad {g}")
+        _check(gw, gw_ref, gw_abs, n * oh * ow, f"weight grad {g}")
