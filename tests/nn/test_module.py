@@ -209,6 +209,7 @@ def test_module_has_no_hook_table_until_a_hook_is_registered():
     assert lin._hooks is None, "a module without hooks must take the plain path"
     lin.register_forward_hook(lambda m, a, y: None).remove()
     assert_close(lin(mg.tensor(X)).data, X @ W.T + B, 0, 1e-12, "after removing the hook")
+    assert lin._hooks is None, "once every hook is removed, calls take the plain path again"
 
 
 def test_forward_pre_hook_and_forward_hook_replace_args_and_output():
