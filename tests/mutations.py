@@ -6,10 +6,11 @@
 
 Each mutant is a file, an exact source snippet that must occur there exactly once (so the list
 fails loudly instead of rotting when the code moves), its replacement, and the test files (and
--k expression) that should catch it. For each one the repository is copied to a temporary folder
-(working tree as it is, with the __pycache__ folders and copy2's mtimes, so numba's on-disk cache
-of the untouched kernel files is reused; .git, .venv*, runs/, .hypothesis are left out), the
-replacement applied, and `python -m pytest -x -q -p no:cacheprovider <tests>` run in the copy.
+-k expression) that should catch it. The working tree is first copied once to a temporary snapshot
+(with the __pycache__ folders and copy2's mtimes, so numba's on-disk cache of the untouched kernel
+files is reused; .git, .venv*, runs/, .hypothesis are left out), so that edits made while the
+check runs cannot mix into it. For the baseline and for each mutant the snapshot is copied again,
+the replacement applied, and `python -m pytest -x -q -p no:cacheprovider <tests>` run there.
 minigan/__init__.py registers the copy's kernels/ folder as minigan.kernels, and a first import
 in each copy checks that minigan, minigan.kernels and the mutated module all come from the copy
 and that the mutated module's source holds the replacement.
@@ -230,7 +231,7 @@ MUTANTS = [
 ]
 
 
-def check_mutants(mutants) -> None:
+def check_mutants(mutants, root: Path = ROOT) -> None:
     """Every snippet occurs exactly once in its file, the replacement differs, names are unique:
     the list must fail loudly, not rot, when the code moves."""
     problems, seen = [], set()
@@ -238,7 +239,7 @@ def check_mutants(mutants) -> None:
         if m.name in seen:
             problems.append(f"{m.name}: duplicate name")
         seen.add(m.name)
-        path = ROOT / m.path
+        path = root / m.path
         if not path.is_file():
             problems.append(f"{m.name}: no file {m.path}")
             continue
@@ -249,20 +250,22 @@ def check_mutants(mutants) -> None:
         if m.old == m.new:
             problems.append(f"{m.name}: replacement equals the snippet")
         for t in m.tests:
-            if not (ROOT / t).is_file():
+            if not (root / t).is_file():
                 problems.append(f"{m.name}: no test file {t}")
     if problems:
         sys.exit("mutations.py: the mutant list is out of date:\n  " + "\n  ".join(problems))
 
 
-def _ignore(folder, names):
-    top = Path(folder).resolve() == ROOT
-    return [n for n in names if n in SKIP_ANYWHERE or n.startswith(".venv")
-            or (top and n in SKIP_TOP)]
+def copy_repo(src: Path, dst: Path) -> None:
+    """src's files (working tree, __pycache__ included) to dst, mtimes kept (copy2)."""
+    src = src.resolve()
 
+    def ignore(folder, names):
+        top = Path(folder).resolve() == src
+        return [n for n in names if n in SKIP_ANYWHERE or n.startswith(".venv")
+                or (top and n in SKIP_TOP)]
 
-def copy_repo(dst: Path) -> None:
-    shutil.copytree(ROOT, dst, symlinks=True, ignore=_ignore, copy_function=shutil.copy2)
+    shutil.copytree(src, dst, symlinks=True, ignore=ignore, copy_function=shutil.copy2)
 
 
 def _env() -> dict:
@@ -354,12 +357,13 @@ def _first_failure(out: str) -> tuple[str, str]:
     return test, message[:200]
 
 
-def run_mutant(m: Mutant, seed: int, keep: bool) -> tuple[str, float, str]:
+def run_mutant(m: Mutant, snapshot: Path, seed: int, keep: bool) -> tuple[str, float, tuple]:
+    """(result, seconds, (catching test, first error line or output tail)) of one mutant."""
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f"minigan-mutant-{m.name}-"))
     copy = tmp / "repo"
     try:
-        copy_repo(copy)
+        copy_repo(snapshot, copy)
         target = copy / m.path
         text = target.read_text()
         if text.count(m.old) != 1:
@@ -383,13 +387,13 @@ def run_mutant(m: Mutant, seed: int, keep: bool) -> tuple[str, float, str]:
     return result, time.perf_counter() - t0, ("", out.strip()[-600:])
 
 
-def run_baseline(mutants, seed: int) -> float:
+def run_baseline(mutants, snapshot: Path, seed: int) -> float:
     """The unmutated copy must pass every test file the mutants use (without their -k)."""
     tests = sorted({t for m in mutants for t in m.tests})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="minigan-mutant-baseline-") as tmp:
         copy = Path(tmp) / "repo"
-        copy_repo(copy)
+        copy_repo(snapshot, copy)
         verify_copy(copy, None)
         outcome, out, _ = run_pytest(copy, tests, None, seed)
     dt = time.perf_counter() - t0
@@ -425,14 +429,19 @@ def main(argv=None) -> int:
         print(f"{len(mutants)} mutants")
         return 0
     t0 = time.perf_counter()
-    if not args.no_baseline:
-        run_baseline(mutants, args.seed)
-    rows = []
-    for i, m in enumerate(mutants, 1):
-        result, dt, (test, detail) = run_mutant(m, args.seed, args.keep)
-        rows.append((m, result, dt, test))
-        print(f"[{i:2d}/{len(mutants)}] {m.name:45s} {result:9s} {dt:6.1f} s  {test}", flush=True)
-        print("    " + detail.replace("\n", "\n    "), flush=True)
+    with tempfile.TemporaryDirectory(prefix="minigan-mutant-snapshot-") as tmp:
+        snapshot = Path(tmp) / "repo"
+        copy_repo(ROOT, snapshot)
+        check_mutants(mutants, snapshot)  # the snapshot is what gets mutated
+        if not args.no_baseline:
+            run_baseline(mutants, snapshot, args.seed)
+        rows = []
+        for i, m in enumerate(mutants, 1):
+            result, dt, (test, detail) = run_mutant(m, snapshot, args.seed, args.keep)
+            rows.append((m, result, dt, test))
+            print(f"[{i:2d}/{len(mutants)}] {m.name:45s} {result:9s} {dt:6.1f} s  {test}",
+                  flush=True)
+            print("    " + detail.replace("\n", "\n    "), flush=True)
     width = max(len(m.name) for m in mutants)
     print(f"\n{'mutant':{width}s}  {'file':32s}  {'result':9s}  seconds  caught by")
     for m, result, dt, test in rows:
