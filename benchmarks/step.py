@@ -16,6 +16,11 @@ peak resident set.
     python benchmarks/step.py --compare torch
     python benchmarks/step.py --model tf --batch 64 256 --compare torch
     python benchmarks/step.py --memory --model tf --batch 256 --compare torch
+    python benchmarks/step.py --compare torch --beside spin     # under contention
+
+--beside runs another busy process for the whole measurement, as on a user's machine: `spin`
+is `python -c "while True: pass"`, `train` a second minigan training run (the DCGAN on
+synthetic ellipses, its own threads as configured).
 """
 
 from __future__ import annotations
@@ -225,6 +230,22 @@ def peak_rss(framework: str, batch: int, device: str, model: str = "tf") -> dict
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+_BESIDE = {
+    "spin": [sys.executable, "-c", "while True: pass"],
+    "train": [sys.executable, "-m", "minigan", "train", "--dataset", "ellipses", "--steps",
+              "100000", "--no-progress", "--overwrite", "--quality-every", "0"],
+}
+
+
+def _start_beside(kind: str, tmp: str) -> subprocess.Popen:
+    cmd = list(_BESIDE[kind]) + (["--out", tmp] if kind == "train" else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(20 if kind == "train" else 1)   # past its start-up (kernels, data)
+    if proc.poll() is not None:
+        raise RuntimeError(f"the busy process beside the benchmark exited: {' '.join(cmd)}")
+    return proc
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", nargs="+", choices=list(BATCHES), default=list(BATCHES),
@@ -237,8 +258,22 @@ def main(argv=None) -> None:
     p.add_argument("--compare", choices=["torch"], help="time PyTorch beside minigan")
     p.add_argument("--memory", action="store_true", help="peak RSS of each, in own process")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--beside", choices=list(_BESIDE),
+                   help="keep another busy process running meanwhile (spin or train)")
     p.add_argument("--only", choices=["minigan", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.beside:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = _start_beside(a.beside, tmp)
+            try:
+                main([x for x in (argv if argv is not None else sys.argv[1:])
+                      if x not in ("--beside", a.beside)])
+            finally:
+                proc.kill()
+                proc.wait()
+        return
     backend.check_device(a.device)
     minigan.manual_seed(0)
     if a.threads and a.compare:

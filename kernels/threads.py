@@ -10,11 +10,11 @@ Two remedies, used together:
 - `RowPool` runs a convolution's GEMMs (single-threaded BLAS) on a few threads of our own that
   claim chunks of output rows from a shared counter: a thread that is descheduled delays only
   the chunk it holds, the others take the rest, and nobody waits for a thread that never came.
-- `Threads` chooses the width of everything (the pool and numba's parallel kernels) between all
-  cores and one, by measuring: the convolutions report their floating-point work, and the rate
+- `Threads` chooses the widths of the pool and of numba's parallel kernels (all cores or one
+  each), by measuring: the convolutions report their floating-point work, and the rate
   is that work over the wall time of a window of `window` calls (so it covers the whole step
-  around them, numba kernels included). It keeps the faster width and tries the other again
-  after a patience that doubles each time the other loses (up to `max_patience` windows) and
+  around them, numba kernels included). It keeps the fastest choice and tries each other one
+  again after a patience that doubles each time that one loses (up to `max_patience` windows) and
   resets when it wins; a second look that is clearly losing ends after its first call. A sudden
   slowdown of the current choice (another process starting) shows at the next window's end.
 MINIGAN_THREADS=auto (the default) does this; a number fixes the width.
@@ -71,17 +71,18 @@ class RowPool:
 
 
 class Threads:
-    """Adaptive choice between `most` threads and one; `setter(n)` applies a choice."""
+    """Adaptive choice among `options` (the first is the start); `setter(option)` applies one.
+    Each option's rate is the work done per second of wall time in its windows."""
 
-    def __init__(self, most: int, setter, window: int = 32, min_patience: int = 4,
+    def __init__(self, options, setter, window: int = 32, min_patience: int = 4,
                  max_patience: int = 64, clock=time.perf_counter):
-        self.most, self.setter, self.clock = most, setter, clock
+        self.options, self.setter, self.clock = list(options), setter, clock
         self.window, self.min_patience, self.max_patience = window, min_patience, max_patience
-        self.current = most
-        self.rate: dict[int, float] = {}          # measured GFLOP/s per thread count
-        self.age = {most: 0, 1: 0}                # windows since each was last measured
-        self.patience = {most: min_patience, 1: min_patience}
-        self.history: list[tuple[int, float]] = []  # (threads, GFLOP/s) of every window
+        self.current = self.options[0]
+        self.rate: dict = {}                      # measured GFLOP/s per option
+        self.age = dict.fromkeys(self.options, 0)  # windows since each was last measured
+        self.patience = dict.fromkeys(self.options, min_patience)
+        self.history: list[tuple] = []            # (option, GFLOP/s) of every window
         self._flops = 0.0
         self._seconds = 0.0
         self._calls = 0
@@ -102,15 +103,15 @@ class Threads:
         if self._calls >= self.window or self._losing():
             self._decide()
 
-    def _losing(self) -> bool:
-        """A second look at the other count that is already clearly slower ends at once: on a
-        busy machine one call with all threads can cost as much as a window with one."""
-        best = self.rate.get(self._other(self.current))
-        return (len(self.rate) == 2 and best > self.rate[self.current]
-                and self._flops / max(self._seconds, 1e-9) / 1e9 < 0.5 * best)
+    def _best(self):
+        return max(self.rate, key=self.rate.get) if self.rate else None
 
-    def _other(self, n: int) -> int:
-        return 1 if n == self.most else self.most
+    def _losing(self) -> bool:
+        """A second look that is already clearly slower than the best ends at once: on a busy
+        machine one call with all threads can cost as much as a window with one."""
+        if len(self.rate) < len(self.options) or self.current == self._best():
+            return False
+        return self._flops / max(self._seconds, 1e-9) / 1e9 < 0.5 * self.rate[self._best()]
 
     def _decide(self) -> None:
         n = self.current
@@ -119,22 +120,23 @@ class Threads:
         self._calls = 0
         self._t0 = None
         self.history.append((n, rate))
-        best_before = max(self.rate, key=self.rate.get) if len(self.rate) == 2 else None
+        complete = len(self.rate) == len(self.options)
+        best_before = self._best()
         self.rate[n] = rate if n not in self.rate else 0.5 * (self.rate[n] + rate)
-        self.age[n] = 0
-        other = self._other(n)
-        self.age[other] += 1
-        if len(self.rate) < 2:
-            choice = other                        # measure both before choosing
+        for o in self.options:
+            self.age[o] = 0 if o == n else self.age[o] + 1
+        unmeasured = [o for o in self.options if o not in self.rate]
+        if unmeasured:
+            choice = unmeasured[0]                # measure every option before choosing
         else:
-            best = max(self.rate, key=self.rate.get)
-            if best_before is not None and n != best_before:   # n was a second look
+            best = self._best()
+            if complete and n != best_before:     # n was a second look
                 if best == n:
-                    self.patience[other] = self.min_patience
+                    self.patience[best_before] = self.min_patience
                 else:
                     self.patience[n] = min(2 * self.patience[n], self.max_patience)
-            loser = self._other(best)
-            choice = loser if self.age[loser] >= self.patience[loser] else best
+            due = [o for o in self.options if o != best and self.age[o] >= self.patience[o]]
+            choice = max(due, key=lambda o: self.age[o] - self.patience[o]) if due else best
         if choice != self.current:
             self.setter(choice)
             self.current = choice
@@ -142,8 +144,10 @@ class Threads:
 
 def configure(set_blas_threads, pool: RowPool) -> Threads | None:
     """Set up threading for this process: BLAS single-threaded (the pool parallelises the
-    GEMMs), the pool and numba's kernels as wide as MINIGAN_THREADS says; returns the
-    controller when it says auto (the default) and there is more than one core."""
+    GEMMs); the widths of the pool and of numba's kernels as MINIGAN_THREADS says. With auto
+    (the default) and more than one core, returns the controller, which chooses among (all,
+    all), (all, 1) and (1, 1) for (pool, numba): numba's fork-join kernels are the first to
+    suffer on a busy machine, while the pool's threads keep taking chunks."""
     import numba
 
     setting = os.environ.get("MINIGAN_THREADS", "auto").strip().lower()
@@ -155,11 +159,13 @@ def configure(set_blas_threads, pool: RowPool) -> Threads | None:
                              f"got {setting!r}")
         most = int(setting)
 
-    def setter(n: int) -> None:
-        pool.width = n
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    def setter(widths: tuple[int, int]) -> None:
+        pool.width = widths[0]
+        numba.set_num_threads(min(widths[1], numba.config.NUMBA_NUM_THREADS))
 
     if set_blas_threads is not None:
         set_blas_threads(1)
-    setter(most)
-    return Threads(most, setter) if setting == "auto" and most > 1 else None
+    setter((most, most))
+    if setting != "auto" or most == 1:
+        return None
+    return Threads([(most, most), (most, 1), (1, 1)], setter)
