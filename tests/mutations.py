@@ -125,6 +125,18 @@ MUTANTS = [
     Mutant("shifted-tap-weights-kh-kw-swapped", SHIFTED,
            "t.reshape(ci, kh, kw, co).transpose(1, 2, 0, 3)",
            "t.reshape(ci, kw, kh, co).transpose(2, 1, 0, 3)", (T_SHIFTED,)),
+    # -- the row chunks of the shifted GEMMs on the thread pool (kernels/threads.py)
+    Mutant("shifted-chunk-input-grad-row-offset", SHIFTED,
+           "a_ptrs[g] + 4 * (lo - first) * co", "a_ptrs[g] + 4 * lo * co",
+           ("tests/kernels/test_threads.py",), "split_over_row_chunks",
+           "a chunk of stacked phase rows reads the tap weights from the wrong row"),
+    Mutant("shifted-chunk-weight-grad-column-offset", SHIFTED,
+           "c_ptrs[g] + 4 * r0,", "c_ptrs[g],", ("tests/kernels/test_threads.py",),
+           "split_over_row_chunks", "every chunk of output channels writes the first columns"),
+    Mutant("row-pool-chunk-end-off-by-one", "kernels/threads.py",
+           "fn(bounds[i], bounds[i + 1])", "fn(bounds[i], bounds[i + 1] - 1)",
+           ("tests/kernels/test_threads.py",), "row_pool or split",
+           "each chunk leaves its last row undone"),
     # -- im2col / col2im / the tiled transpose
     Mutant("im2col-last-column-dropped", KCONV,
            "hi = max(lo, min(ow, (w - 1 + pw - j) // sw + 1))",
