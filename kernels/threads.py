@@ -10,14 +10,14 @@ Two remedies, used together:
 - `RowPool` runs a convolution's GEMMs (single-threaded BLAS) on a few threads of our own that
   claim chunks of output rows from a shared counter: a thread that is descheduled delays only
   the chunk it holds, the others take the rest, and nobody waits for a thread that never came.
-- `Threads` chooses the widths of the pool and of numba's parallel kernels (all cores or one
-  each), by measuring: the convolutions report their floating-point work, and the rate
+- `Threads` chooses between OpenBLAS's own threads and the pool, and the width of numba's
+  parallel kernels, by measuring: the convolutions report their floating-point work, and the rate
   is that work over the wall time of a window of `window` calls (so it covers the whole step
   around them, numba kernels included). It keeps the fastest choice and tries each other one
   again after a patience that doubles each time that one loses (up to `max_patience` windows) and
   resets when it wins; a second look that is clearly losing ends after its first call. A sudden
   slowdown of the current choice (another process starting) shows at the next window's end.
-MINIGAN_THREADS=auto (the default) does this; a number fixes the width.
+MINIGAN_THREADS=auto (the default) does this; a number N fixes the pool and numba at N threads.
 """
 
 from __future__ import annotations
@@ -143,11 +143,12 @@ class Threads:
 
 
 def configure(set_blas_threads, pool: RowPool) -> Threads | None:
-    """Set up threading for this process: BLAS single-threaded (the pool parallelises the
-    GEMMs); the widths of the pool and of numba's kernels as MINIGAN_THREADS says. With auto
-    (the default) and more than one core, returns the controller, which chooses among (all,
-    all), (all, 1) and (1, 1) for (pool, numba): numba's fork-join kernels are the first to
-    suffer on a busy machine, while the pool's threads keep taking chunks."""
+    """Set up threading for this process as MINIGAN_THREADS says. A number N fixes it: BLAS
+    single-threaded, the pool and numba's kernels N wide. With auto (the default) and more than
+    one core, returns the controller, which chooses among (BLAS, pool, numba) widths
+    (all, 1, all): OpenBLAS's own threads, fastest on a quiet machine (a call's columns split
+    evenly); (1, all, all) and (1, all, 1): the pool, which holds up on a busy one, numba's
+    fork-join kernels the first to suffer there; and (1, 1, 1)."""
     import numba
 
     setting = os.environ.get("MINIGAN_THREADS", "auto").strip().lower()
@@ -159,13 +160,15 @@ def configure(set_blas_threads, pool: RowPool) -> Threads | None:
                              f"got {setting!r}")
         most = int(setting)
 
-    def setter(widths: tuple[int, int]) -> None:
-        pool.width = widths[0]
-        numba.set_num_threads(min(widths[1], numba.config.NUMBA_NUM_THREADS))
+    def setter(widths: tuple[int, int, int]) -> None:
+        if set_blas_threads is not None:
+            set_blas_threads(widths[0])
+        pool.width = widths[1]
+        numba.set_num_threads(min(widths[2], numba.config.NUMBA_NUM_THREADS))
 
-    if set_blas_threads is not None:
-        set_blas_threads(1)
-    setter((most, most))
-    if setting != "auto" or most == 1:
+    if setting != "auto" or most == 1 or set_blas_threads is None:
+        setter((1, most, most))
         return None
-    return Threads([(most, most), (most, 1), (1, 1)], setter)
+    options = [(most, 1, most), (1, most, most), (1, most, 1), (1, 1, 1)]
+    setter(options[0])
+    return Threads(options, setter)

@@ -15,7 +15,8 @@ import pytest
 from minigan.kernels import shifted as S
 from minigan.kernels import threads as T
 
-ALL, GEMM_ONLY, ONE = (4, 4), (4, 1), (1, 1)   # (pool, numba) widths, as configure() offers
+# (BLAS, pool, numba) widths, as configure() offers them (BLAS's own threads: not tried here)
+ALL, GEMM_ONLY, ONE = (1, 4, 4), (1, 4, 1), (1, 1, 1)
 
 
 class Machine:
@@ -84,21 +85,23 @@ def test_environment_sets_the_width(monkeypatch):
     blas = []
     pool = T.RowPool()
     monkeypatch.setenv("MINIGAN_THREADS", "1")
+    numba_before = numba.get_num_threads()
     try:
         assert T.configure(blas.append, pool) is None
         assert blas == [1] and pool.width == 1 and numba.get_num_threads() == 1
         monkeypatch.setenv("MINIGAN_THREADS", "auto")
         ctl = T.configure(blas.append, pool)
         cores = min(len(__import__("os").sched_getaffinity(0)), numba.config.NUMBA_NUM_THREADS)
-        assert blas == [1, 1] and pool.width == cores            # BLAS stays single-threaded
         assert (ctl is None) == (cores == 1)
-        if ctl is not None:
-            assert ctl.options == [(cores, cores), (cores, 1), (1, 1)]
+        if ctl is not None:   # starts with OpenBLAS's threads, the pool one chunk wide
+            assert ctl.options == [(cores, 1, cores), (1, cores, cores), (1, cores, 1),
+                                   (1, 1, 1)]
+            assert blas == [1, cores] and pool.width == 1
         monkeypatch.setenv("MINIGAN_THREADS", "many")
         with pytest.raises(ValueError, match="MINIGAN_THREADS must be 'auto' or a positive"):
             T.configure(blas.append, pool)
     finally:
-        numba.set_num_threads(S.POOL.width)
+        numba.set_num_threads(numba_before)
 
 
 def test_row_pool_covers_every_row_once_and_raises_errors():
