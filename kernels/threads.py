@@ -17,7 +17,8 @@ Two remedies, used together:
   again after a patience that doubles each time that one loses (up to `max_patience` windows) and
   resets when it wins; a second look that is clearly losing ends after its first call. A sudden
   slowdown of the current choice (another process starting) shows at the next window's end.
-MINIGAN_THREADS=auto (the default) does this; a number N fixes the pool and numba at N threads.
+MINIGAN_THREADS=auto (the default) does this; a number N fixes the pool and numba at N threads;
+`blas` fixes OpenBLAS's own threads (what minigan did before, best on a machine kept quiet).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class Threads:
 
 def configure(set_blas_threads, pool: RowPool) -> Threads | None:
     """Set up threading for this process as MINIGAN_THREADS says. A number N fixes it: BLAS
-    single-threaded, the pool and numba's kernels N wide. With auto (the default) and more than
+    single-threaded, the pool and numba's kernels N wide; `blas`: OpenBLAS's threads. With auto (the default) and more than
     one core, returns the controller, which chooses among (BLAS, pool, numba) widths
     (all, 1, all): OpenBLAS's own threads, fastest on a quiet machine (a call's columns split
     evenly); (1, all, all) and (1, all, 1): the pool, which holds up on a busy one, numba's
@@ -154,10 +155,10 @@ def configure(set_blas_threads, pool: RowPool) -> Threads | None:
     setting = os.environ.get("MINIGAN_THREADS", "auto").strip().lower()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     most = max(1, min(cores or 1, numba.config.NUMBA_NUM_THREADS))
-    if setting != "auto":
+    if setting not in ("auto", "blas"):
         if not setting.isdigit() or int(setting) < 1:
-            raise ValueError(f"MINIGAN_THREADS must be 'auto' or a positive number of threads, "
-                             f"got {setting!r}")
+            raise ValueError(f"MINIGAN_THREADS must be 'auto', 'blas' or a positive number of "
+                             f"threads, got {setting!r}")
         most = int(setting)
 
     def setter(widths: tuple[int, int, int]) -> None:
@@ -166,6 +167,9 @@ def configure(set_blas_threads, pool: RowPool) -> Threads | None:
         pool.width = widths[1]
         numba.set_num_threads(min(widths[2], numba.config.NUMBA_NUM_THREADS))
 
+    if setting == "blas" and set_blas_threads is not None:
+        setter((most, 1, most))                   # OpenBLAS's own threads, always
+        return None
     if setting != "auto" or most == 1 or set_blas_threads is None:
         setter((1, most, most))
         return None

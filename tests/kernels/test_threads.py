@@ -97,8 +97,11 @@ def test_environment_sets_the_width(monkeypatch):
             assert ctl.options == [(cores, 1, cores), (1, cores, cores), (1, cores, 1),
                                    (1, 1, 1)]
             assert blas == [1, cores] and pool.width == 1
+        monkeypatch.setenv("MINIGAN_THREADS", "blas")
+        assert T.configure(blas.append, pool) is None and blas[-1] == cores
+        assert pool.width == 1
         monkeypatch.setenv("MINIGAN_THREADS", "many")
-        with pytest.raises(ValueError, match="MINIGAN_THREADS must be 'auto' or a positive"):
+        with pytest.raises(ValueError, match="MINIGAN_THREADS must be 'auto', 'blas' or a"):
             T.configure(blas.append, pool)
     finally:
         numba.set_num_threads(numba_before)
