@@ -145,8 +145,9 @@ class Threads:
 
 def configure(set_blas_threads, pool: RowPool) -> Threads | None:
     """Set up threading for this process as MINIGAN_THREADS says. A number N fixes it: BLAS
-    single-threaded, the pool and numba's kernels N wide; `blas`: OpenBLAS's threads. With auto (the default) and more than
-    one core, returns the controller, which chooses among (BLAS, pool, numba) widths
+    single-threaded, the pool and numba's kernels N wide; `blas`: OpenBLAS's threads. With
+    auto (the default) and more than one core, returns the controller, which chooses among
+    (BLAS, pool, numba) widths
     (all, 1, all): OpenBLAS's own threads, fastest on a quiet machine (a call's columns split
     evenly); (1, all, all) and (1, all, 1): the pool, which holds up on a busy one, numba's
     fork-join kernels the first to suffer there; and (1, 1, 1)."""
