@@ -17,8 +17,9 @@ Two remedies, used together:
   again after a patience that doubles each time that one loses (up to `max_patience` windows) and
   resets when it wins; a second look that is clearly losing ends after its first call. A sudden
   slowdown of the current choice (another process starting) shows at the next window's end.
-MINIGAN_THREADS=auto (the default) does this; a number N fixes the pool and numba at N threads;
-`blas` fixes OpenBLAS's own threads (what minigan did before, best on a machine kept quiet).
+MINIGAN_THREADS picks the setting (see `configure`): blas (the default: OpenBLAS's threads,
+best on a quiet machine), pool (the measured choice among the pool's widths: for busy machines
+and several runs at once; results identical bit for bit), auto (every option), or a number.
 """
 
 from __future__ import annotations
@@ -35,20 +36,23 @@ class RowPool:
     a chunk it has already claimed: the others take the rest, and a thread that starts late
     finds nothing left. (The GEMMs run in ctypes calls, which release the GIL.)"""
 
-    def __init__(self, width: int = 1, min_rows: int = 16):
-        self.width, self.min_rows = width, min_rows  # a chunk's GEMM keeps >= min_rows rows
+    def __init__(self, width: int = 1, min_rows: int = 16, max_chunks: int = 8):
+        self.width, self.min_rows, self.max_chunks = width, min_rows, max_chunks
         self._executor = None
 
     def run(self, total: int, fn) -> None:
-        chunks = min(total // self.min_rows, 4 * self.width) if self.width > 1 else 1
-        if chunks <= 1:
-            fn(0, total)
+        # The chunks depend on `total` alone, never on the width: BLAS rounds a GEMM cut in two
+        # differently from the whole, so this keeps results bit for bit the same at any width.
+        chunks = max(1, min(total // self.min_rows, self.max_chunks))
+        bounds = [total * i // chunks for i in range(chunks + 1)]
+        if self.width <= 1 or chunks == 1:
+            for i in range(chunks):
+                fn(bounds[i], bounds[i + 1])
             return
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._executor = ThreadPoolExecutor(max(1, os.cpu_count() or 1), "minigan-gemm")
-        bounds = [total * i // chunks for i in range(chunks + 1)]
         claim = itertools.count()
         done = itertools.count(1)
         finished = threading.Event()
@@ -144,36 +148,42 @@ class Threads:
 
 
 def configure(set_blas_threads, pool: RowPool) -> Threads | None:
-    """Set up threading for this process as MINIGAN_THREADS says. A number N fixes it: BLAS
-    single-threaded, the pool and numba's kernels N wide; `blas`: OpenBLAS's threads. With
-    auto (the default) and more than one core, returns the controller, which chooses among
-    (BLAS, pool, numba) widths
-    (all, 1, all): OpenBLAS's own threads, fastest on a quiet machine (a call's columns split
-    evenly); (1, all, all) and (1, all, 1): the pool, which holds up on a busy one, numba's
-    fork-join kernels the first to suffer there; and (1, 1, 1)."""
+    """Set up threading for this process as MINIGAN_THREADS says; returns the controller for the
+    adaptive settings. Options are (BLAS, pool, numba) widths:
+      blas (default)  (all, 1, all): OpenBLAS's own threads; fastest on a quiet machine
+      pool            chosen among (1, all, all), (1, all, 1), (1, 1, 1) by measuring: the
+                      pool holds up on a busy machine, numba's fork-join kernels are the first
+                      to suffer there; all three give the same results bit for bit
+      auto            all four: fastest everywhere, but a run's last bits then depend on which
+                      was chosen when (OpenBLAS rounds differently with its threads), so a
+                      resumed run is no longer bit-identical to an unbroken one
+      N               (1, N, N)"""
     import numba
 
-    setting = os.environ.get("MINIGAN_THREADS", "auto").strip().lower()
+    setting = os.environ.get("MINIGAN_THREADS", "blas").strip().lower()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     most = max(1, min(cores or 1, numba.config.NUMBA_NUM_THREADS))
-    if setting not in ("auto", "blas"):
+    if setting not in ("auto", "blas", "pool"):
         if not setting.isdigit() or int(setting) < 1:
-            raise ValueError(f"MINIGAN_THREADS must be 'auto', 'blas' or a positive number of "
-                             f"threads, got {setting!r}")
+            raise ValueError(f"MINIGAN_THREADS must be blas, pool, auto or a positive number "
+                             f"of threads, got {setting!r}")
         most = int(setting)
 
     def setter(widths: tuple[int, int, int]) -> None:
         if set_blas_threads is not None:
             set_blas_threads(widths[0])
         pool.width = widths[1]
+        pool.max_chunks = 1 if widths[0] > 1 else 8   # OpenBLAS's threads take whole GEMMs
         numba.set_num_threads(min(widths[2], numba.config.NUMBA_NUM_THREADS))
 
-    if setting == "blas" and set_blas_threads is not None:
-        setter((most, 1, most))                   # OpenBLAS's own threads, always
-        return None
-    if setting != "auto" or most == 1 or set_blas_threads is None:
+    pooled = [(1, most, most), (1, most, 1), (1, 1, 1)]
+    if setting == "blas" or set_blas_threads is None:
+        if set_blas_threads is not None:
+            setter((most, 1, most))
+        return None                               # as OpenBLAS and numba start: all threads
+    if setting.isdigit() or most == 1:
         setter((1, most, most))
         return None
-    options = [(most, 1, most), (1, most, most), (1, most, 1), (1, 1, 1)]
+    options = pooled if setting == "pool" else [(most, 1, most), *pooled]
     setter(options[0])
     return Threads(options, setter)

@@ -79,29 +79,34 @@ def test_load_arriving_and_leaving_is_followed():
     assert used[-1] == ALL
 
 
-def test_environment_sets_the_width(monkeypatch):
+def test_environment_sets_the_threads(monkeypatch):
     import numba
 
     blas = []
     pool = T.RowPool()
-    monkeypatch.setenv("MINIGAN_THREADS", "1")
     numba_before = numba.get_num_threads()
+    cores = min(len(__import__("os").sched_getaffinity(0)), numba.config.NUMBA_NUM_THREADS)
     try:
+        monkeypatch.setenv("MINIGAN_THREADS", "1")
         assert T.configure(blas.append, pool) is None
         assert blas == [1] and pool.width == 1 and numba.get_num_threads() == 1
+        monkeypatch.delenv("MINIGAN_THREADS")      # the default: OpenBLAS's threads, no pool
+        assert T.configure(blas.append, pool) is None
+        assert blas[-1] == cores and pool.width == 1 and pool.max_chunks == 1
+        monkeypatch.setenv("MINIGAN_THREADS", "pool")
+        ctl = T.configure(blas.append, pool)
+        if cores > 1:
+            assert ctl.options == [(1, cores, cores), (1, cores, 1), (1, 1, 1)]
+            assert blas[-1] == 1 and pool.width == cores and pool.max_chunks > 1
         monkeypatch.setenv("MINIGAN_THREADS", "auto")
         ctl = T.configure(blas.append, pool)
-        cores = min(len(__import__("os").sched_getaffinity(0)), numba.config.NUMBA_NUM_THREADS)
         assert (ctl is None) == (cores == 1)
-        if ctl is not None:   # starts with OpenBLAS's threads, the pool one chunk wide
+        if ctl is not None:   # starts with OpenBLAS's threads
             assert ctl.options == [(cores, 1, cores), (1, cores, cores), (1, cores, 1),
                                    (1, 1, 1)]
-            assert blas == [1, cores] and pool.width == 1
-        monkeypatch.setenv("MINIGAN_THREADS", "blas")
-        assert T.configure(blas.append, pool) is None and blas[-1] == cores
-        assert pool.width == 1
+            assert blas[-1] == cores and pool.width == 1
         monkeypatch.setenv("MINIGAN_THREADS", "many")
-        with pytest.raises(ValueError, match="MINIGAN_THREADS must be 'auto', 'blas' or a"):
+        with pytest.raises(ValueError, match="MINIGAN_THREADS must be blas, pool, auto or a"):
             T.configure(blas.append, pool)
     finally:
         numba.set_num_threads(numba_before)
@@ -180,3 +185,22 @@ def test_shifted_convolutions_split_over_row_chunks(width, monkeypatch):
         gx_abs, gw_abs = conv2d_vjp_ref(*[np.abs(a) for a in f64], s, p)
         _check(gx, gx_ref, gx_abs, co * k[0] * k[1], f"input grad {g}")
         _check(gw, gw_ref, gw_abs, n * oh * ow, f"weight grad {g}")
+
+
+@pytest.mark.skipif(not S.available(np.float32), reason="no CBLAS sgemm found in NumPy's BLAS")
+def test_every_pool_option_gives_the_same_bits(monkeypatch):
+    """MINIGAN_THREADS=pool may switch between its options mid-run: each must compute exactly
+    the same numbers (the chunks do not depend on the width), or a resumed run would differ
+    from an unbroken one."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 9, 8, 6)).astype(np.float32)      # (C, H, W, N)
+    w = rng.standard_normal((48, 40, 5, 5)).astype(np.float32)
+    gy = rng.standard_normal((48, 5, 4, 6)).astype(np.float32)
+    outs = []
+    for width in (1, 2, 3):
+        monkeypatch.setattr(S, "POOL", T.RowPool(width=width))
+        outs.append((S.conv2d(x, w, 2, 2, 2, 2, 5, 4), S.conv2d_input_grad(gy, w, 2, 2, 2, 2, 9, 8),
+                     S.conv2d_weight_grad(x, gy, 2, 2, 2, 2, 5, 5)))
+    for other in outs[1:]:
+        for a, b, what in zip(outs[0], other, ("conv2d", "input grad", "weight grad")):
+            assert np.array_equal(a, b), f"{what}: max difference {np.abs(a - b).max()}"
