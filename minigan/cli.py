@@ -286,6 +286,18 @@ def _eval(args) -> int:
         print(f"    {c:<{width}}  {100 * p:5.1f}  {100 * q:5.1f}  {'#' * round(50 * p)}")
     warning = metrics.collapse_warning(got)
     print(f"  {warning}" if warning else "  no sign of mode collapse")
+    record = {"samples": args.n, "seed": args.seed, "step": info["trained_steps"],
+              "real images": floor["n"]}
+    for label, key, fmt in rows:
+        record[f"{label}: samples"] = fmt.format(got[key])
+        record[f"{label}: real"] = fmt.format(floor[key])
+    record["collapse warning"] = warning or "none"
+    (Path(args.run) / "eval.json").write_text(json.dumps(record, indent=1) + "\n")
+    from .report import refresh
+
+    refresh(args.run)  # the run's index.html shows the table
+    print(f"  written to {Path(args.run) / 'eval.json'}; the table is on "
+          f"{Path(args.run) / 'index.html'}")
     return 0
 
 

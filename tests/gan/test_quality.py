@@ -191,6 +191,13 @@ def test_eval_prints_metrics_beside_the_real_floor(tiny_run, capsys):
     assert " 2/2" in out                                    # the real floor covers both
     assert main(["eval", str(tiny_run), "-n", "150", "--seed", "1"]) == 0
     assert capsys.readouterr().out == out                   # seeded: the same figures
+    record = json.loads((tiny_run / "eval.json").read_text())   # and on the run's page
+    assert record["samples"] == 150 and record["step"] == 6
+    assert record["modes covered: real"] == "2/2"
+    fd = next(line for line in out.splitlines() if "Frechet distance" in line).split()[-2]
+    assert record["Frechet distance (classifier): samples"] == fd
+    page = (tiny_run / "index.html").read_text()
+    assert "eval.json" in page and record["Frechet distance (classifier): samples"] in page
 
 
 def test_eval_needs_a_classifier(tmp_path, curves, capsys):
