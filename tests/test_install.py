@@ -26,12 +26,25 @@ def site(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target",
            str(target), str(REPO)]
-    if importlib.util.find_spec("setuptools") is not None:
+    if _can_build_here():
         cmd.insert(5, "--no-build-isolation")  # no index needed to build
-    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
     assert (target / "minigan" / "kernels" / "conv.py").is_file(), "kernels not installed"
     assert not (target / "kernels").exists(), "kernels installed as a top-level package"
     return target
+
+
+def _can_build_here() -> bool:
+    """Whether this environment's setuptools can build a wheel itself (bdist_wheel is built in
+    from setuptools 70.1, or comes with the wheel package); else pip builds in isolation."""
+    if importlib.util.find_spec("setuptools") is None:
+        return False
+    if importlib.util.find_spec("wheel") is not None:
+        return True
+    import setuptools
+
+    return tuple(int(p) for p in setuptools.__version__.split(".")[:2]) >= (70, 1)
 
 
 def _run(args, cwd, site, **env):
