@@ -26,11 +26,13 @@ synthetic ellipses, its own threads as configured).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -237,13 +239,24 @@ _BESIDE = {
 }
 
 
-def _start_beside(kind: str, tmp: str) -> subprocess.Popen:
-    cmd = list(_BESIDE[kind]) + (["--out", tmp] if kind == "train" else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(20 if kind == "train" else 1)   # past its start-up (kernels, data)
-    if proc.poll() is not None:
-        raise RuntimeError(f"the busy process beside the benchmark exited: {' '.join(cmd)}")
-    return proc
+@contextlib.contextmanager
+def _beside(kind: str | None):
+    """Keep a busy process of this kind running for the duration (nothing for None)."""
+    if kind is None:
+        yield
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = list(_BESIDE[kind]) + (["--out", tmp] if kind == "train" else [])
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(20 if kind == "train" else 1)   # past its start-up (kernels, data)
+            if proc.poll() is not None:
+                raise RuntimeError(f"the busy process beside the benchmark exited: "
+                                   f"{' '.join(cmd)}")
+            yield
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def main(argv=None) -> None:
@@ -262,18 +275,6 @@ def main(argv=None) -> None:
                    help="keep another busy process running meanwhile (spin or train)")
     p.add_argument("--only", choices=["minigan", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.beside:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = _start_beside(a.beside, tmp)
-            try:
-                main([x for x in (argv if argv is not None else sys.argv[1:])
-                      if x not in ("--beside", a.beside)])
-            finally:
-                proc.kill()
-                proc.wait()
-        return
     backend.check_device(a.device)
     minigan.manual_seed(0)
     if a.threads and a.compare:
@@ -292,6 +293,11 @@ def main(argv=None) -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"peak_rss_mib": rss, "before_steps_mib": base}))
         return
+    with _beside(a.beside):
+        _measure(a)
+
+
+def _measure(a) -> None:
     for model in a.model:
         for b in a.batch or BATCHES[model]:
             if a.memory:

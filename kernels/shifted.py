@@ -30,6 +30,7 @@ the width by measuring (one thread when other processes keep the cores busy).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
@@ -88,7 +89,7 @@ THREADS = T.configure(_SET_THREADS, POOL) if _SGEMM is not None else None  # Non
 
 def _timed(flops):
     """Context of one convolution's GEMMs for THREADS (nothing when the count is fixed)."""
-    return _Timer(flops) if THREADS is not None else _NO_TIMER
+    return _Timer(flops) if THREADS is not None else contextlib.nullcontext()
 
 
 class _Timer:
@@ -102,17 +103,6 @@ class _Timer:
 
     def __exit__(self, *exc):
         THREADS.done(self.t0, self.flops)
-
-
-class _NoTimer:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
-
-
-_NO_TIMER = _NoTimer()
 
 
 def available(dtype) -> bool:

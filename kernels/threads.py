@@ -178,9 +178,8 @@ def configure(set_blas_threads, pool: RowPool) -> Threads | None:
 
     pooled = [(1, most, most), (1, most, 1), (1, 1, 1)]
     if setting == "blas" or set_blas_threads is None:
-        if set_blas_threads is not None:
-            setter((most, 1, most))
-        return None                               # as OpenBLAS and numba start: all threads
+        pool.width, pool.max_chunks = 1, 1        # OpenBLAS and numba as they start (or as the
+        return None                               # user set them): whole GEMMs, all threads
     if setting.isdigit() or most == 1:
         setter((1, most, most))
         return None

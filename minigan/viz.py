@@ -397,18 +397,10 @@ def plot_spectra(real: np.ndarray, fakes: Sequence[tuple[str, np.ndarray]],
 def save_nearest_sheet(samples, neighbours, path: str | os.PathLike, scale: int = 2) -> Path:
     """Each sample (N, C, H, W) in a row, a gap, then its k nearest training images
     (N, k, C, H, W); floats in [-1, 1] or uint8 as image_grid takes them."""
-    from PIL import Image
-
     s = _as_uint8_nhwc(samples)                                   # (N, H, W, C)
     nb = _as_uint8_nhwc(np.asarray(neighbours).reshape((-1,) + np.shape(neighbours)[2:]))
     n, k = s.shape[0], np.shape(neighbours)[1]
     nb = nb.reshape(n, k, *nb.shape[1:])
     blank = np.full_like(s[:1], 128)                              # the gap column
     tiles = np.concatenate([np.concatenate([s[i:i + 1], blank, nb[i]]) for i in range(n)])
-    grid = image_grid(tiles, nrow=k + 2, pad_value=128)
-    if scale > 1:
-        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
+    return save_grid(tiles, path, nrow=k + 2, scale=scale, pad_value=128)
