@@ -1,5 +1,5 @@
 """minigan: a small deep-learning framework for training and studying GANs."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="minigan",
@@ -10,14 +10,9 @@ setup(
     python_requires=">=3.10",
     # The numba kernels live in the top-level kernels/ folder but install as minigan.kernels:
     # a PyPI package called `kernels` exists, and ours must not clash with it.
-    packages=[
-        "minigan",
-        "minigan.functional",
-        "minigan.nn",
-        "minigan.data",
-        "minigan.gan",
-        "minigan.kernels",
-    ],
+    # Every folder of minigan/ with an __init__.py, found rather than listed, so that a new
+    # subpackage cannot be left out of the wheel.
+    packages=[*find_packages(include=["minigan", "minigan.*"]), "minigan.kernels"],
     package_dir={"minigan.kernels": "kernels"},
     install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60"],
     extras_require={

@@ -32,6 +32,9 @@ def site(tmp_path_factory):
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
     assert (target / "minigan" / "kernels" / "conv.py").is_file(), "kernels not installed"
     assert not (target / "kernels").exists(), "kernels installed as a top-level package"
+    source = {p.parent.relative_to(REPO) for p in (REPO / "minigan").rglob("__init__.py")}
+    missing = sorted(str(s) for s in source if not (target / s / "__init__.py").is_file())
+    assert not missing, f"subpackages left out of the wheel: {missing}"
     return target
 
 
