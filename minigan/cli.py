@@ -26,7 +26,7 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
              "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
-             "label_smoothing", "gp_lambda", "n_critic", "data_root")
+             "label_smoothing", "ema", "gp_lambda", "n_critic", "data_root")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals")
 
@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                         "with Adam 1e-4, betas (0, 0.9) unless --lr/--beta1 say otherwise")
     t.add_argument("--label-smoothing", type=float,
                    help="one-sided: real label 1 - s for D (bce only)")
+    t.add_argument("--ema", type=float, metavar="DECAY",
+                   help="draw samples, grids and metrics with an exponential moving average of "
+                        "G's weights (e.g. 0.99; default 0: off)")
     t.add_argument("--gp-lambda", type=float,
                    help="weight of the gradient penalty (wgan-gp only; default 10)")
     t.add_argument("--n-critic", type=int,
@@ -197,7 +200,11 @@ def load_generator(run: str | Path, device: str = "cpu"):
     G, _, _ = build(config["arch"], info["image_shape"], config["z_dim"], config["recipe"],
                     config.get("width", 64))
     state = load_checkpoint(run / "checkpoints" / "last.npz")
-    G.load_state_dict(state["G"])
+    if "G_ema" in state:       # trained with --ema: the moving average draws, as in training
+        G.load_state_dict({k.removeprefix("module."): v for k, v in state["G_ema"].items()
+                           if k.startswith("module.")})
+    else:
+        G.load_state_dict(state["G"])
     G.to(device)
     info["trained_steps"] = state["step"]
     return G, info

@@ -1,12 +1,16 @@
-"""Optimizers (PyTorch semantics); each parameter is updated by one fused kernel pass."""
+"""Optimizers (PyTorch semantics); each parameter is updated by one fused kernel pass.
+Also weight averaging as torch.optim.swa_utils has it: AveragedModel, get_ema_multi_avg_fn."""
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Callable
 
 import numpy as np
 
 from . import backend
 from .kernels import optim as K
-from .nn.module import Parameter
+from .nn.module import Module, Parameter
 
 
 class Optimizer:
@@ -132,3 +136,66 @@ class RMSprop(Optimizer):
     def _update(self, p, g, sq, t):
         d = self.defaults
         K.rmsprop_update(p, g, sq, self.current_lr(), d["alpha"], d["eps"], d["weight_decay"])
+
+
+def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable:
+    """The exponential moving average as AveragedModel's `multi_avg_fn`:
+    averaged <- decay * averaged + (1 - decay) * current, for every array at once."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+
+    def ema_update(averaged: list, current: list, num_averaged) -> None:
+        for a, c in zip(averaged, current):
+            a += (1.0 - decay) * (c - a)      # lerp towards the current weights, in place
+
+    return ema_update
+
+
+class AveragedModel(Module):
+    """A copy of `model` whose weights are a running average of the model's
+    (torch.optim.swa_utils.AveragedModel): call `update_parameters(model)` after each step.
+
+    The first update copies the weights; later ones apply `multi_avg_fn(averaged, current,
+    n_averaged)` (e.g. `get_ema_multi_avg_fn(0.999)`), or the equal-weight running mean (SWA)
+    when none is given. With `use_buffers` the buffers (BatchNorm's running statistics) are
+    averaged too; otherwise they are copied from the model.
+    """
+
+    def __init__(self, model: Module, multi_avg_fn: Callable | None = None,
+                 use_buffers: bool = False):
+        super().__init__()
+        self.module = copy.deepcopy(model)
+        self.multi_avg_fn = multi_avg_fn
+        self.use_buffers = use_buffers
+        self.register_buffer("n_averaged", np.zeros((), np.int64))
+
+    def forward(self, *args):
+        return self.module(*args)
+
+    def _arrays(self, model: Module) -> tuple[list, list]:
+        """(arrays to average, buffers to copy): integer buffers (counters) are always copied."""
+        averaged = [p.data for p in model.parameters()]
+        copied = []
+        for _, b in model.named_buffers():
+            floating = np.issubdtype(b.dtype, np.floating)
+            (averaged if self.use_buffers and floating else copied).append(b)
+        return averaged, copied
+
+    def update_parameters(self, model: Module) -> None:
+        (mine, my_copies), (theirs, their_copies) = self._arrays(self.module), self._arrays(model)
+        if len(mine) != len(theirs) or len(my_copies) != len(their_copies):
+            raise ValueError(f"AveragedModel.update_parameters: the model has {len(theirs)} "
+                             f"arrays to average, the average {len(mine)}; pass the model "
+                             "this average was made from")
+        n = int(self.n_averaged)
+        if n == 0:
+            for a, c in zip(mine, theirs):
+                a[...] = c
+        elif self.multi_avg_fn is not None:
+            self.multi_avg_fn(mine, theirs, n)
+        else:
+            for a, c in zip(mine, theirs):
+                a += (c - a) / (n + 1)        # the running mean of all updates (SWA)
+        for a, c in zip(my_copies, their_copies):
+            a[...] = c
+        self.n_averaged = np.asarray(n + 1, np.int64)

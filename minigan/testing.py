@@ -47,10 +47,13 @@ def assert_close(got, want, rtol: float, atol: float, what: str) -> None:
 
 
 def training_state(trainer) -> dict:
-    """Everything an exact resume must restore, flat: G's and D's state_dict entries and both
-    optimizers' per-parameter state, keyed 'G.0.weight', 'opt_d.3.exp_avg', ..."""
+    """Everything an exact resume must restore, flat: G's, D's (and G's moving average's)
+    state_dict entries and both optimizers' per-parameter state, keyed 'G.0.weight',
+    'opt_d.3.exp_avg', ..."""
     out = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
     out.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
+    if getattr(trainer, "G_ema", None) is not None:
+        out.update({f"G_ema.{k}": v for k, v in trainer.G_ema.state_dict().items()})
     for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):
         for i, st in enumerate(opt.state_dict()["state"]):
             out.update({f"{name}.{i}.{k}": v for k, v in st.items()})

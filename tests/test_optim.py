@@ -192,3 +192,61 @@ def test_against_torch_if_installed():
             opt.step()
         assert_close(run_minigan(mine, kw, p0), pt.detach().numpy(), 1e-12, 1e-14,
                      f"{mine.__name__} vs torch")
+
+
+@pytest.mark.parametrize("decay", [None, 0.9])
+@pytest.mark.parametrize("use_buffers", [False, True])
+def test_averaged_model_against_the_closed_form(decay, use_buffers):
+    """After weights w_1..w_T, the EMA is d^(T-1) w_1 + sum_{t>1} (1-d) d^(T-t) w_t and the
+    equal-weight average is their mean; buffers are averaged or copied; counters are copied."""
+    from minigan.optim import AveragedModel, get_ema_multi_avg_fn
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).double()
+    avg = AveragedModel(net, multi_avg_fn=decay and get_ema_multi_avg_fn(decay),
+                        use_buffers=use_buffers)
+    rng = np.random.default_rng(0)
+    seen = []
+    for _ in range(5):
+        for p in net.parameters():
+            p.data[...] = rng.standard_normal(p.shape)
+        net._modules["1"].running_mean[...] = rng.standard_normal(4)
+        seen.append([p.data.copy() for p in net.parameters()] + [net[1].running_mean.copy()])
+        avg.update_parameters(net)
+    weights = np.array([decay ** 4] + [(1 - decay) * decay ** (4 - t) for t in range(1, 5)]
+                       if decay else [0.2] * 5)
+    expected = [sum(w * s[i] for w, s in zip(weights, seen)) for i in range(len(seen[0]))]
+    got = [p.data for p in avg.module.parameters()] + [avg.module[1].running_mean]
+    for i, (g, e) in enumerate(zip(got[:-1], expected[:-1])):
+        assert_close(g, e, 1e-12, 1e-12, f"averaged parameter {i} (decay {decay})")
+    assert_close(got[-1], expected[-1] if use_buffers else seen[-1][-1], 1e-12, 1e-12,
+                 f"running_mean with use_buffers={use_buffers}")
+    assert int(avg.n_averaged) == 5 and list(avg.state_dict())[0] == "n_averaged"
+    with pytest.raises(ValueError, match="EMA decay must be in"):
+        get_ema_multi_avg_fn(1.0)
+    with pytest.raises(ValueError, match="pass the model this average was made from"):
+        avg.update_parameters(nn.Linear(3, 4))
+
+
+def test_averaged_model_against_torch_if_installed():
+    torch = pytest.importorskip("torch")
+    from torch.optim.swa_utils import AveragedModel as TorchAveraged
+    from torch.optim.swa_utils import get_ema_multi_avg_fn as torch_ema
+
+    from minigan.optim import AveragedModel, get_ema_multi_avg_fn
+
+    net, ref = nn.Linear(5, 3).double(), torch.nn.Linear(5, 3).double()
+    ours = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.7))
+    theirs = TorchAveraged(ref, multi_avg_fn=torch_ema(0.7))
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        w, b = rng.standard_normal((3, 5)), rng.standard_normal(3)
+        net.weight.data[...], net.bias.data[...] = w, b
+        with torch.no_grad():
+            ref.weight.copy_(torch.from_numpy(w))
+            ref.bias.copy_(torch.from_numpy(b))
+        ours.update_parameters(net)
+        theirs.update_parameters(ref)
+    mine, torch_sd = ours.state_dict(), theirs.state_dict()
+    assert list(mine) == list(torch_sd)
+    for k in mine:
+        assert_close(mine[k], torch_sd[k].double().numpy(), 1e-12, 1e-12, f"{k} against torch")

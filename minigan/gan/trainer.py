@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
+from ..optim import AveragedModel, get_ema_multi_avg_fn
 from ..data import DataLoader, load_dataset
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -81,6 +82,9 @@ class TrainConfig:
     width: int = 64                     # layer width multiplier (64: the recipes' own size)
     loss: str = "bce"                   # bce | hinge | wgan-gp
     label_smoothing: float = 0.0        # bce only
+    ema: float = 0.0                    # decay of an exponential moving average of G's weights
+                                        # that draws every sample, grid and metric (0: off, G's
+                                        # own weights draw)
     gp_lambda: float = 10.0             # wgan-gp only: weight of the gradient penalty
     n_critic: int | None = None         # D steps per G step (None: the loss's own, 5 for wgan-gp)
     log_every: int = 10                 # steps per metrics line (values are window means)
@@ -210,6 +214,8 @@ class Trainer:
         self.G.to(self.device)
         self.D.to(self.device)
         self.opt_g, self.opt_d = self.recipe.optimizers(self.G, self.D)
+        self.G_ema = (AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
+                      if config.ema else None)
         self.loader = DataLoader(self.images, self.recipe.batch_size, shuffle=True,
                                  drop_last=True, flip=config.flip,
                                  seed=_seed_for(config.seed, 1), device=self.device)
@@ -262,6 +268,7 @@ class Trainer:
         return {"format": 1, "step": self.step, "epoch": self.epoch,
                 "epochs_drawn": self.epochs_drawn, "elapsed": self._seconds(),
                 "G": dict(self.G.state_dict()), "D": dict(self.D.state_dict()),
+                **({"G_ema": dict(self.G_ema.state_dict())} if self.G_ema else {}),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "rng": backend.rng.get_state(), "loader": self.loader.state_dict(),
                 "fixed_noise": self.fixed_noise, "config": asdict(self.config),
@@ -270,6 +277,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["G_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         backend.rng.set_state(state["rng"])
@@ -361,6 +370,8 @@ class Trainer:
             for p in d_params:
                 p.requires_grad = True
         self.opt_g.step()
+        if self.G_ema is not None:
+            self.G_ema.update_parameters(G)
         return stats
 
     def _d_step(self, real, fake) -> dict:
@@ -626,9 +637,14 @@ class Trainer:
             (n, self.config.z_dim), dtype=np.float32)
         return self._distance.distance(to_uint8(self.sample(z)))
 
+    @property
+    def sampler(self):
+        """The generator that draws samples: the weights' moving average when `ema` is set."""
+        return self.G_ema.module if self.G_ema is not None else self.G
+
     def sample(self, z) -> np.ndarray:
         """G(z) as float (N, C, H, W) in [-1, 1], without side effects (see sampling.py)."""
-        return generate(self.G, z, batch_size=self.recipe.batch_size,
+        return generate(self.sampler, z, batch_size=self.recipe.batch_size,
                         seed=_seed_for(self.config.seed, 4))
 
     def _draw(self, name: str) -> Path:
