@@ -42,8 +42,8 @@ import numpy as np
 
 from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
-from ..optim import AveragedModel, get_ema_multi_avg_fn
 from ..data import DataLoader, load_dataset
+from ..optim import AveragedModel, get_ema_multi_avg_fn
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distance import PixelFrechet
