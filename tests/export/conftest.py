@@ -2,6 +2,7 @@
 that a BatchNorm weight mistaken for a bias, or a bias dropped, changes the output."""
 
 import numpy as np
+import pytest
 
 from minigan import nn
 from minigan.gan import build
@@ -28,3 +29,18 @@ def preset(arch: str, shape, width: int = 4, seed: int = 0) -> nn.Module:
 
 def noise(n: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, Z_DIM), dtype=np.float32)
+
+
+TINY_RUN = ["--dataset", "ellipses", "--limit", "48", "--image-size", "28", "--arch", "dcgan",
+            "--width", "4", "--z-dim", "8", "--batch-size", "8", "--no-progress",
+            "--quality-every", "0"]
+
+
+@pytest.fixture(scope="package")
+def run(tmp_path_factory):
+    """A trained (12 steps) 28x28 DCGAN run folder, made through the CLI."""
+    from minigan.cli import main
+
+    out = tmp_path_factory.mktemp("export") / "run"
+    assert main(["train", *TINY_RUN, "--epochs", "2", "--seed", "3", "--out", str(out)]) == 0
+    return out
