@@ -27,11 +27,12 @@ def save_file(tensors: dict[str, np.ndarray], path: str | Path,
     blobs, offset = [], 0
     for name, a in tensors.items():
         a = np.asarray(a)
-        if a.dtype not in DTYPES:
+        native = a.dtype.newbyteorder("=")
+        if native not in DTYPES:
             raise ValueError(f"safetensors: {name!r} has dtype {a.dtype}, which the format "
                              f"does not name; use one of {sorted(str(d) for d in DTYPES)}")
         blob = np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": DTYPES[a.dtype], "shape": list(a.shape),
+        header[name] = {"dtype": DTYPES[native], "shape": list(a.shape),
                         "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
