@@ -11,7 +11,7 @@ exit draws what the CLI draws. `onnx` is an optional extra (`pip install 'miniga
 the other two need nothing beyond minigan.
 """
 
-from .graph import ExportError, Step, calibrated_generator, steps
-from .run import FORMATS, export_generator
+from .formats import FORMATS, export_generator
+from .graph import ExportError, Step, inference_steps, steps
 
-__all__ = ["FORMATS", "ExportError", "Step", "calibrated_generator", "export_generator", "steps"]
+__all__ = ["FORMATS", "ExportError", "Step", "export_generator", "inference_steps", "steps"]

@@ -94,8 +94,8 @@ def steps(G: nn.Module, z_dim: int) -> list[Step]:
     return out
 
 
-def calibrated_generator(G: nn.Module, z_dim: int, batch_size: int, seed: int = 0,
-                         calibration_batches: int = 4) -> list[Step]:
+def inference_steps(G: nn.Module, z_dim: int, batch_size: int, seed: int = 0,
+                    calibration_batches: int = 4) -> list[Step]:
     """Calibrate G's BatchNorm statistics as `minigan sample --seed SEED` does, on the CPU,
     leave G in eval mode, and return its inference steps."""
     G.to("cpu")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .. import __version__, nn
-from .graph import ExportError, calibrated_generator
+from .graph import ExportError, inference_steps
 
 FORMATS = ("onnx", "safetensors", "web")
 SUFFIX = {"onnx": ".onnx", "safetensors": ".safetensors"}
@@ -29,7 +29,7 @@ def export_generator(G: nn.Module, fmt: str, out: str | Path, *, z_dim: int,
         from .onnx import import_onnx
 
         import_onnx()                      # a missing or old onnx fails before any work
-    steps = calibrated_generator(G, z_dim, batch_size, seed)
+    steps = inference_steps(G, z_dim, batch_size, seed)
     meta = metadata(info or {}, z_dim, steps[-1].out_shape, batch_size, seed)
     if fmt == "onnx":
         from .onnx import to_onnx
