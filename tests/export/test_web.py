@@ -125,6 +125,7 @@ def test_the_page_draws_what_minigan_sample_draws(run, site, page, tmp_path):
     diff = np.abs(walk.astype(int) - ref).max()
     assert diff <= 1, f"page's walk vs minigan slerp: max pixel difference {diff}/255"
     assert np.array_equal(walk[0], got[2]) and np.array_equal(walk[-1], got[9])
+    assert page.locator("#player").is_visible(), "the walk plays in a larger view"
 
     # the button draws a different batch, of the same size
     page.click("#new")
@@ -133,4 +134,5 @@ def test_the_page_draws_what_minigan_sample_draws(run, site, page, tmp_path):
     assert again.shape == got.shape
     assert np.abs(again.astype(int) - got).mean() > 1, "the button drew the same batch"
     assert page.locator("#walk canvas").count() == 0, "a new batch clears the walk"
+    assert page.locator("#player").is_hidden(), "a new batch stops the walk's animation"
     assert not page.errors, f"console errors: {page.errors}"

@@ -51,7 +51,10 @@
   }
 
   async function newBatch(z, label) {
+    batch = null;                                   // clicks wait until the batch is drawn
     picked = [];
+    clearInterval(walkTimer);
+    $("player").hidden = true;
     $("walk").replaceChildren();
     $("hint").textContent = "Click two samples to walk from one to the other.";
     const n = z.length / G.zDim;
@@ -67,6 +70,7 @@
   }
 
   function pick(i, canvas) {
+    if (!batch) return;
     if (picked.length === 2) {
       picked = [];
       for (const c of $("grid").children) c.classList.remove("picked");
