@@ -39,8 +39,12 @@ TINY_RUN = ["--dataset", "ellipses", "--limit", "48", "--image-size", "28", "--a
 @pytest.fixture(scope="package")
 def run(tmp_path_factory):
     """A trained (12 steps) 28x28 DCGAN run folder, made through the CLI."""
+    from minigan import viz
     from minigan.cli import main
 
     out = tmp_path_factory.mktemp("export") / "run"
-    assert main(["train", *TINY_RUN, "--epochs", "2", "--seed", "3", "--out", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as mp:       # curves take seconds; no test looks at them
+        mp.setattr(viz, "plot_curves", lambda records, path, **kw: open(path, "wb").close())
+        assert main(["train", *TINY_RUN, "--epochs", "2", "--seed", "3", "--out",
+                     str(out)]) == 0
     return out
