@@ -135,4 +135,9 @@ def test_the_page_draws_what_minigan_sample_draws(run, site, page, tmp_path):
     assert np.abs(again.astype(int) - got).mean() > 1, "the button drew the same batch"
     assert page.locator("#walk canvas").count() == 0, "a new batch clears the walk"
     assert page.locator("#player").is_hidden(), "a new batch stops the walk's animation"
+
+    # noise of the wrong length in the URL is refused with a message, not drawn
+    page.goto(_url(site, z[:3, :5]).replace("#z=", "?again#z="))   # a load, not a hash change
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    assert f"n * {z_dim} little-endian float32" in page.locator("#status").text_content()
     assert not page.errors, f"console errors: {page.errors}"
