@@ -91,6 +91,9 @@ def steps(G: nn.Module, z_dim: int) -> list[Step]:
             if kind != "identity":
                 out.append(Step(kind, name, m, tuple(x.shape[1:]), tuple(y.shape[1:])))
             x = y
+    if not out:
+        raise ExportError("the generator has no layers to export (an empty Sequential, or "
+                          "only Dropout)")
     return out
 
 

@@ -98,10 +98,12 @@ def test_a_layer_with_no_export_rule(fmt, tmp_path):
     assert list(tmp_path.iterdir()) == [], "nothing is written when the export fails"
 
 
-def test_batchnorm_without_running_statistics(tmp_path):
+def test_batchnorm_without_running_statistics_and_empty_generators(tmp_path):
     G = nn.Sequential(nn.Linear(Z_DIM, 8), nn.BatchNorm1d(8, track_running_stats=False))
     with pytest.raises(ExportError, match="keeps no running statistics"):
         export_generator(G, "web", tmp_path / "site", z_dim=Z_DIM)
+    with pytest.raises(ExportError, match="no layers to export"):
+        export_generator(nn.Sequential(nn.Dropout()), "web", tmp_path / "site", z_dim=Z_DIM)
 
 
 def test_export_help_names_the_formats(capsys):
