@@ -14,11 +14,15 @@ setup(
     # subpackage cannot be left out of the wheel.
     packages=[*find_packages(include=["minigan", "minigan.*"]), "minigan.kernels"],
     package_dir={"minigan.kernels": "kernels"},
+    # the page that `minigan export --format web` copies: not Python, so named here
+    package_data={"minigan.export": ["web/*.html", "web/*.js"]},
     install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60"],
     extras_require={
         "cuda12": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20"],
         "cuda13": ["cupy-cuda13x>=13.6", "numba-cuda[cu13]>=0.20"],
-        "test": ["pytest>=7", "hypothesis>=6", "numba-cuda[cu13]>=0.20", "playwright>=1.40"],
+        "test": ["pytest>=7", "hypothesis>=6", "numba-cuda[cu13]>=0.20", "playwright>=1.40",
+                 "onnx>=1.12", "onnxruntime>=1.13", "safetensors>=0.4"],
+        "export": ["onnx>=1.12"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},

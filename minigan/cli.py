@@ -1,4 +1,4 @@
-"""The command line: python -m minigan train | sample | interpolate | eval | inspect.
+"""The command line: python -m minigan train | sample | interpolate | eval | inspect | export.
 
     python -m minigan train --dataset mnist --arch dcgan --epochs 5 --out runs/mnist
     python -m minigan train --loss wgan-gp --epochs 5 --out runs/mnist-wgan
@@ -7,6 +7,7 @@
     python -m minigan interpolate runs/mnist -o walk.gif
     python -m minigan eval runs/mnist -n 2000
     python -m minigan inspect runs/mnist      # nearest training images, spectra, index.html
+    python -m minigan export runs/mnist --format onnx -o G.onnx   # or safetensors, web
 """
 
 from __future__ import annotations
@@ -133,6 +134,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="samples and held-out images behind the distance ratio (default 500)")
     n.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     n.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
+    x = sub.add_parser("export", help="write the generator as ONNX, safetensors or a web page",
+                       description="Write a run's generator in inference form, its BatchNorm "
+                                   "statistics calibrated as `minigan sample --seed SEED` "
+                                   "calibrates them: ONNX (needs pip install "
+                                   "'minigan[export]'), safetensors with PyTorch's state-dict "
+                                   "keys, or a static web page that draws new samples.")
+    x.add_argument("run", help="run folder")
+    x.add_argument("--format", required=True, choices=("onnx", "safetensors", "web"))
+    x.add_argument("-o", "--output", required=True,
+                   help="G.onnx, G.safetensors, or a folder for web (index.html and 3 scripts)")
+    x.add_argument("--seed", type=int, default=0,
+                   help="seed of the BatchNorm calibration noise, as minigan sample's --seed "
+                        "(default 0)")
     return p
 
 
@@ -308,6 +323,24 @@ def _eval(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export_generator
+
+    checkpoint = Path(args.run) / "checkpoints" / "last.npz"
+    if (Path(args.run) / "config.json").is_file() and not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"{args.run} has no checkpoint to export ({checkpoint} is missing): a run saves one "
+            "after every epoch (or every --checkpoint-every steps). Train it until it has one "
+            f"(python -m minigan train --resume {args.run}), then export again")
+    G, info = load_generator(args.run)
+    out = export_generator(G, args.format, args.output, z_dim=info["config"]["z_dim"],
+                           batch_size=info["recipe"]["batch_size"], seed=args.seed, info=info)
+    what = {"onnx": "ONNX model", "safetensors": "state dict",
+            "web": "page (open index.html; the folder is static)"}[args.format]
+    print(f"generator of {args.run} (step {info['trained_steps']}) -> {out}: {what}")
+    return 0
+
+
 def _inspect(args) -> int:
     from .inspect import describe, inspect_run
 
@@ -334,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "export":
+            return _export(args)
         return _interpolate(args)
     except TrainingInterrupted as e:
         print(f"\n{e}", file=sys.stderr)

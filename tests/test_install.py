@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,13 @@ def site(tmp_path_factory):
     """`pip install --no-deps .` into a folder of its own: a wheel built and installed, as
     `pip install .` does, without touching this environment's editable install."""
     target = tmp_path_factory.mktemp("site")
+    # from a copy without build outputs: setuptools reuses a stale build/lib, which would hide
+    # a file that setup.py no longer ships
+    source = tmp_path_factory.mktemp("source") / "minigan"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "runs", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target",
-           str(target), str(REPO)]
+           str(target), str(source)]
     if _can_build_here():
         cmd.insert(5, "--no-build-isolation")  # no index needed to build
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -122,3 +128,14 @@ def test_read_only_install_caches_in_the_users_folder(site, tmp_path):
         assert COMPILING not in again.stdout
     finally:
         subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+def test_the_export_page_is_installed(site, tmp_path):
+    """`minigan export --format web` copies index.html and two scripts from the installed
+    package: they are package data, not Python, and must be in the wheel."""
+    web = site / "minigan" / "export" / "web"
+    assert sorted(p.name for p in web.iterdir()) == ["generator.js", "index.html", "page.js"]
+    code = ("from minigan.export.page import WEB, STATIC; "
+            "print(WEB.resolve()); print(all((WEB / n).is_file() for n in STATIC))")
+    res = _ok(_run([sys.executable, "-c", code], tmp_path, site), "import minigan.export")
+    assert res.stdout.split() == [str(web.resolve()), "True"]

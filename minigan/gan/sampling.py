@@ -126,3 +126,13 @@ def latent_walk(rows: int, steps: int, z_dim: int, seed: int = 0,
     f = slerp if method == "slerp" else lerp
     ts = np.linspace(0.0, 1.0, steps)
     return np.stack([f(a, b, t) for t in ts], axis=1).reshape(rows * steps, z_dim)
+
+
+def calibrate(G: nn.Module, z_dim: int, batch_size: int = 64, calibration_batches: int = 4,
+              seed: int = 0) -> nn.Module:
+    """Give G, in place, the BatchNorm statistics `generate` draws with, and put it in eval mode:
+    what an exported generator holds (`generate(G, z)` and `G.eval()(z)` then agree)."""
+    with no_grad():
+        _calibrate(G, z_dim, _device(G), max(int(batch_size), 2), calibration_batches, seed)
+    G.eval()
+    return G
