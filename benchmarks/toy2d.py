@@ -137,6 +137,7 @@ def step_main(args) -> None:
 def protocol_main(args) -> None:
     rows, t_all = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
         for mixture, loss, pack in RUNS:
             if args.only and mixture not in args.only:
                 continue
@@ -145,9 +146,10 @@ def protocol_main(args) -> None:
                 t = time.perf_counter()
                 cfg = LabConfig(mixture=mixture, loss=loss, pack=pack, steps=args.steps,
                                 batch_size=args.batch, lr=args.lr, seed=seed,
-                                out=f"{tmp}/{mixture}-{loss}-{pack}-{seed}", eval_every=0,
-                                frame_every=0, checkpoint_every=0, progress=False)
-                lab = LabTrainer(cfg)
+                                out=f"{tmp}/{mixture}-{loss}-{pack}-{seed}",
+                                eval_every=args.eval_every, checkpoint_every=0, progress=False,
+                                frame_every=args.frame_every if args.keep else 0)
+                lab = LabTrainer(cfg, overwrite=True)
                 lab.fit()
                 m = lab.evaluate()
                 m["seconds"] = time.perf_counter() - t
@@ -207,6 +209,10 @@ def main(argv=None) -> int:
     r.add_argument("--lr", type=float)
     r.add_argument("--only", nargs="+", choices=("ring", "grid"))
     r.add_argument("--write", action="store_true", help="add the table to RESULTS.md")
+    r.add_argument("--keep", help="keep the run folders here (with frames and the GIF)")
+    r.add_argument("--eval-every", type=int, default=0,
+                   help="also log the protocol every N steps (metrics.jsonl)")
+    r.add_argument("--frame-every", type=int, default=100, help="frames, with --keep")
     args = p.parse_args(argv)
     step_main(args) if args.what == "step" else protocol_main(args)
     return 0

@@ -183,7 +183,9 @@ def _lab(args, parser) -> int:
     if args.resume:
         clash = [k for k in LAB_RUN_FLAGS if k in given] + ["out"] * bool(args.out)
         if clash or args.overwrite:
-            parser.error(f"{', '.join(clash + ['overwrite'] * args.overwrite)} cannot be given "
+            names = ", ".join("--" + k.replace("_", "-")
+                              for k in clash + ["overwrite"] * args.overwrite)
+            parser.error(f"{names} cannot be given "
                          "with --resume: a resumed run keeps its config (only --steps and "
                          "the --*-every, --device, --no-progress options may change)")
         lab = LabTrainer.resume(args.resume, steps=args.steps, **changes)

@@ -44,7 +44,7 @@ from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
 from .callbacks import EpochViews, LayerStatistics, as_callback
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from .distance import PixelFrechet
 from .losses import GANLoss, make_loss
 from .models import Recipe, build
@@ -262,18 +262,13 @@ class Trainer:
         self._read_pending()
         return {"format": 1, "step": self.step, "epoch": self.epoch,
                 "epochs_drawn": self.epochs_drawn, "elapsed": self._seconds(),
-                "G": dict(self.G.state_dict()), "D": dict(self.D.state_dict()),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "rng": backend.rng.get_state(), "loader": self.loader.state_dict(),
+                **gan_state(self.G, self.D, self.opt_g, self.opt_d),
+                "loader": self.loader.state_dict(),
                 "fixed_noise": self.fixed_noise, "config": asdict(self.config),
                 "window": {"n": self._window_n, "sums": dict(self._window)}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        backend.rng.set_state(state["rng"])
+        load_gan_state(state, self.G, self.D, self.opt_g, self.opt_d)
         self.loader.load_state_dict(state["loader"])
         self.fixed_noise = np.asarray(state["fixed_noise"], np.float32)
         self.step, self.epochs_drawn = int(state["step"]), int(state["epochs_drawn"])

@@ -32,7 +32,7 @@ import numpy as np
 from .. import backend, manual_seed, no_grad, randn, viz
 from ..autograd import Tensor, grad
 from ..gan.callbacks import Callback, as_callback
-from ..gan.checkpoint import load_checkpoint, save_checkpoint
+from ..gan.checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from ..gan.models import Recipe
 from ..gan.steps import d_update, g_update
 from ..gan.trainer import (
@@ -237,18 +237,13 @@ class LabTrainer:
 
     def state_dict(self) -> dict:
         return {"format": 1, "kind": "lab", "step": self.step, "elapsed": self._seconds(),
-                "G": dict(self.G.state_dict()), "D": dict(self.D.state_dict()),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "rng": backend.rng.get_state(), "data_rng": self.rng.bit_generator.state,
+                **gan_state(self.G, self.D, self.opt_g, self.opt_d),
+                "data_rng": self.rng.bit_generator.state,
                 "config": asdict(self.config),
                 "window": {"n": self._window_n, "sums": dict(self._window)}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        backend.rng.set_state(state["rng"])
+        load_gan_state(state, self.G, self.D, self.opt_g, self.opt_d)
         self.rng.bit_generator.state = state["data_rng"]
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self._window_n = int(state["window"]["n"])
