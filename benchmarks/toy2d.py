@@ -145,10 +145,11 @@ def protocol_main(args) -> None:
             for seed in args.seeds:
                 t = time.perf_counter()
                 cfg = LabConfig(mixture=mixture, loss=loss, pack=pack, steps=args.steps,
-                                batch_size=args.batch, lr=args.lr, seed=seed,
+                                batch_size=args.batch, lr=args.lr, beta1=args.beta1, seed=seed,
                                 out=f"{tmp}/{mixture}-{loss}-{pack}-{seed}",
                                 eval_every=args.eval_every, checkpoint_every=0, progress=False,
-                                frame_every=args.frame_every if args.keep else 0)
+                                frame_every=args.frame_every if args.keep and
+                                seed == args.seeds[0] else 0)
                 lab = LabTrainer(cfg, overwrite=True)
                 lab.fit()
                 m = lab.evaluate()
@@ -176,7 +177,8 @@ def _mean_sd(values) -> str:
 
 
 def _table(rows, args, wall: float) -> str:
-    lines = [f"steps {args.steps}, batch {args.batch} packs, lr {args.lr or 'recipe'}, seeds "
+    lines = [f"steps {args.steps}, batch {args.batch} packs, lr {args.lr or 'recipe'}, beta1 "
+             f"{args.beta1 or 'recipe'}, seeds "
              f"{' '.join(map(str, args.seeds))}; wall time {wall / 60:.1f} min "
              f"({platform.processor() or platform.machine()}, load average "
              f"{os.getloadavg()[0]:.1f} at the end)", "",
@@ -206,7 +208,8 @@ def main(argv=None) -> int:
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--steps", type=int, default=4000)
     r.add_argument("--batch", type=int, default=100)
-    r.add_argument("--lr", type=float)
+    r.add_argument("--lr", type=float, help="both learning rates (default: the recipe's)")
+    r.add_argument("--beta1", type=float, help="Adam's beta1 (default: the recipe's)")
     r.add_argument("--only", nargs="+", choices=("ring", "grid"))
     r.add_argument("--write", action="store_true", help="add the table to RESULTS.md")
     r.add_argument("--keep", help="keep the run folders here (with frames and the GIF)")

@@ -1,8 +1,10 @@
 """The small MLPs of the 2-D experiments, and packing (PacGAN: D judges m samples at once).
 
-PacGAN's networks: G maps 2-D noise through four hidden layers of 400 ReLU units to a point;
-D has three hidden layers of 200 units. (The paper's D uses maxout with 5 pieces and its G
-BatchNorm; here D uses LeakyReLU(0.2) and G none, the layers minigan has.)
+PacGAN's networks: G maps 2-D noise through four hidden layers of 400 units (Linear without
+bias, BatchNorm, ReLU) to a point; D has three hidden layers of 200 units. (The paper's D uses
+maxout with 5 pieces; here LeakyReLU(0.2), a layer minigan has.) Without BatchNorm, G starts
+as a tiny blob near the origin (default init shrinks each ReLU layer's output) and tends to
+move as one.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from .. import nn
 from ..autograd import Tensor
 
 
-def generator(z_dim: int = 2, hidden: int = 400, layers: int = 4) -> nn.Sequential:
-    """z (B, z_dim) -> points (B, 2): `layers` hidden Linear+ReLU layers of `hidden` units."""
+def generator(z_dim: int = 2, hidden: int = 400, layers: int = 4,
+              batchnorm: bool = True) -> nn.Sequential:
+    """z (B, z_dim) -> points (B, 2): `layers` hidden layers of `hidden` units, each Linear,
+    BatchNorm1d (the Linear then without bias) and ReLU; `batchnorm=False`: Linear and ReLU."""
     mods, width = [], z_dim
     for _ in range(layers):
-        mods += [nn.Linear(width, hidden), nn.ReLU()]
+        mods.append(nn.Linear(width, hidden, bias=not batchnorm))
+        mods += [nn.BatchNorm1d(hidden)] * batchnorm + [nn.ReLU()]
         width = hidden
     return nn.Sequential(*mods, nn.Linear(width, 2))
 

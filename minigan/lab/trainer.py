@@ -71,6 +71,7 @@ class LabConfig:
     z_dim: int = 2
     g_hidden: int = 400
     g_layers: int = 4
+    g_batchnorm: bool = True            # PacGAN's G: BatchNorm before every ReLU
     d_hidden: int = 200
     d_layers: int = 3
     n_critic: int | None = None         # D updates per G update (wgan-gp: 5)
@@ -115,7 +116,8 @@ class LabTrainer:
         self.recipe = RECIPES[self.loss.name].with_overrides(
             lr=config.lr, beta1=config.beta1, batch_size=config.batch_size)
         manual_seed(config.seed)
-        self.G = models.generator(config.z_dim, config.g_hidden, config.g_layers)
+        self.G = models.generator(config.z_dim, config.g_hidden, config.g_layers,
+                                  config.g_batchnorm)
         self.D = models.discriminator(config.pack, config.d_hidden, config.d_layers)
         self.G.to(self.device)
         self.D.to(self.device)
@@ -169,10 +171,15 @@ class LabTrainer:
 
     # ---- what G and D are doing now ----------------------------------------------------
     def sample(self, z) -> np.ndarray:
-        """G(z) as host float32 (N, 2), without recording a graph."""
-        with no_grad():
-            return backend.to_numpy(self.G(Tensor(backend.to_device(
-                np.asarray(z, np.float32), self.device))).data)
+        """G(z) as host float32 (N, 2), in eval mode (BatchNorm's running statistics), without
+        recording a graph."""
+        self.G.eval()
+        try:
+            with no_grad():
+                return backend.to_numpy(self.G(Tensor(backend.to_device(
+                    np.asarray(z, np.float32), self.device))).data)
+        finally:
+            self.G.train()
 
     def evaluate(self) -> dict:
         """The protocol on G's 2,500 fixed-noise samples (needs a mixture with modes)."""

@@ -41,18 +41,24 @@ def test_a_run_folder_holds_frames_gif_protocol_and_checkpoint(tmp_path):
         assert (out / name).is_file(), name
 
 
+def _weights(net):
+    return {k: np.array(p.data) for k, p in net.named_parameters()}
+
+
 def test_d_and_g_steps_touch_only_their_own_net(tmp_path):
+    """(Weights only: D's step runs G in training mode, which moves BatchNorm's running
+    statistics, as in PyTorch.)"""
     lab = LabTrainer(LabConfig(out=str(tmp_path / "r"), **TINY))
-    g0, d0 = _params(lab.G), _params(lab.D)
+    g0, d0 = _weights(lab.G), _weights(lab.D)
     stats = lab.d_step()
     assert set(stats) >= {"loss_d", "acc_real", "d_x"} and np.isfinite(stats["loss_d"])
-    assert all((_params(lab.G)[k] == v).all() for k, v in g0.items())
-    assert any((_params(lab.D)[k] != v).any() for k, v in d0.items())
-    d1 = _params(lab.D)
+    assert all((_weights(lab.G)[k] == v).all() for k, v in g0.items())
+    assert any((_weights(lab.D)[k] != v).any() for k, v in d0.items())
+    d1 = _weights(lab.D)
     stats = lab.g_step()
     assert set(stats) == {"loss_g"}
-    assert all((_params(lab.D)[k] == v).all() for k, v in d1.items())
-    assert any((_params(lab.G)[k] != v).any() for k, v in g0.items())
+    assert all((_weights(lab.D)[k] == v).all() for k, v in d1.items())
+    assert any((_weights(lab.G)[k] != v).any() for k, v in g0.items())
     path = lab.frame(tmp_path / "one.png")           # a notebook can draw any moment
     assert Image.open(path).size[0] > 200
 
