@@ -1,6 +1,6 @@
 """Watch a GAN learn (or collapse on) the ring of 8 Gaussians, with and without packing.
 
-    python examples/toy2d.py                          # plain GAN and PacGAN2, 1,500 steps each
+    python examples/toy2d.py                          # plain GAN and PacGAN2, 1,000 steps each
     python examples/toy2d.py --steps 3000 --mixture grid --pack 4
 
 Each run writes a folder (runs/toy2d-...) with frames of D's heat map and G's mapping,
@@ -19,15 +19,17 @@ from minigan.report import RunReport
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mixture", default="ring", help="ring | grid | PATH.npy (default ring)")
-    p.add_argument("--steps", type=int, default=1500, help="default 1500")
+    p.add_argument("--steps", type=int, default=1000, help="default 1000")
     p.add_argument("--pack", type=int, default=2, help="packing of the second run (default 2)")
-    p.add_argument("--lr", type=float, default=5e-4, help="default 5e-4")
+    p.add_argument("--lr", type=float, default=1e-3, help="default 1e-3")
+    p.add_argument("--beta1", type=float, default=0.5, help="Adam's beta1 (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
     # One update at a time: D learns to tell the ring from G's blob, then G follows D.
     lab = LabTrainer(LabConfig(mixture=args.mixture, out=f"runs/toy2d-{args.mixture}-steps",
-                               lr=args.lr, seed=args.seed, progress=False), overwrite=True)
+                               lr=args.lr, beta1=args.beta1, seed=args.seed, progress=False),
+                     overwrite=True)
     lab.frame(note=" (before any update)")
     print("D step:", {k: round(v, 3) for k, v in lab.d_step().items()})
     print("G step:", {k: round(v, 3) for k, v in lab.g_step().items()})
@@ -36,7 +38,8 @@ def main() -> None:
     for pack in (1, args.pack):
         name = f"runs/toy2d-{args.mixture}" + (f"-pack{pack}" if pack > 1 else "")
         lab = LabTrainer(LabConfig(mixture=args.mixture, pack=pack, steps=args.steps,
-                                   lr=args.lr, seed=args.seed, out=name, eval_every=100,
+                                   lr=args.lr, beta1=args.beta1, seed=args.seed, out=name,
+                                   eval_every=100,
                                    frame_every=100), overwrite=True, callbacks=[RunReport()])
         lab.fit()
         for r in lab.records:
