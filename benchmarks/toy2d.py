@@ -3,13 +3,15 @@
     python benchmarks/toy2d.py step                 # minigan step / PyTorch step, same MLPs
     python benchmarks/toy2d.py protocol --seeds 0 1 2 --steps 4000 [--write]
 
-`step` builds the lab's G (2 -> 4 x 400 ReLU -> 2) and D (2m -> 3 x 200 LeakyReLU -> 1) in
-minigan, copies the weights into the same nets in PyTorch, and alternates one training step
-(a D update on real and fake points, then a G update, BCE, Adam) of each in one process after a
-warm-up; it prints the medians and their ratio. `protocol` trains the lab's runs (bce, wgan-gp
-and packing, on the ring and the grid) for each seed, evaluates the PacGAN/VEEGAN protocol on
-2,500 samples, and prints (with --write: adds to benchmarks/RESULTS.md) the table beside the
-published figures.
+`step` builds the lab's G (2 -> 4 x 400 BatchNorm ReLU -> 2) and D (2m -> 3 x 200 LeakyReLU
+-> 1) in minigan, copies the weights into the same nets in PyTorch, and alternates one training
+step (a D update on real and fake points, then a G update, BCE, Adam) of each in one process
+after a warm-up, and of minigan with Linear as three Functions plus the bias (as before the
+fused Linear Function); it prints the medians and the ratios.
+
+`protocol` trains the lab's runs (bce, wgan-gp and packing, on the ring and the grid) for each
+seed, evaluates the PacGAN/VEEGAN protocol on 2,500 samples, and prints (with --write: adds to
+benchmarks/RESULTS.md) the table beside the published figures.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+import minigan.functional as F
 from minigan import backend, no_grad, randn
 from minigan.gan.losses import make_loss
 from minigan.gan.steps import d_update, g_update
@@ -53,24 +56,32 @@ def torch_nets(G, D):
         for m in net:
             name = type(m).__name__
             if name == "Linear":
-                layers.append(torch.nn.Linear(m.in_features, m.out_features))
+                layers.append(torch.nn.Linear(m.in_features, m.out_features,
+                                              bias=m.bias is not None))
+            elif name == "BatchNorm1d":
+                layers.append(torch.nn.BatchNorm1d(m.num_features, m.eps, m.momentum))
             elif name == "ReLU":
                 layers.append(torch.nn.ReLU())
             else:
                 layers.append(torch.nn.LeakyReLU(m.negative_slope))
         t = torch.nn.Sequential(*layers)
-        t.load_state_dict({k: torch.from_numpy(np.array(v.data)) for k, v in
-                           net.state_dict().items()})
+        state = {k: torch.from_numpy(np.array(getattr(v, "data", v)))
+                 for k, v in net.state_dict().items()}
+        missing, unexpected = t.load_state_dict(state, strict=False)
+        assert not unexpected and all("num_batches" in k for k in missing), (missing, unexpected)
         return t
 
     return build(G), build(D.net)
 
 
-def time_steps(batch: int, pack: int, steps: int, warmup: int) -> dict:
+def time_steps(batch: int, pack: int, steps: int, warmup: int, cpu_time: bool = False,
+               widths: tuple[int, int] = (400, 200)) -> dict:
+    """Median seconds of a step: wall time, or with `cpu_time` this process's CPU time (on a
+    shared machine, with one thread each, the work done rather than the time waited)."""
     import torch
 
     backend.manual_seed(0)
-    G, D = models.generator(), models.discriminator(pack)
+    G, D = models.generator(hidden=widths[0]), models.discriminator(pack, hidden=widths[1])
     tG, tD = torch_nets(G, D)
     loss = make_loss("bce")
     opt_g, opt_d = (Adam(G.parameters(), 1e-4, (0.8, 0.999)),
@@ -103,16 +114,52 @@ def time_steps(batch: int, pack: int, steps: int, warmup: int) -> dict:
             p.requires_grad_(True)
         topt_g.step()
 
-    times = {"minigan": [], "torch": []}
+    def unfused_step():
+        """The step with Linear as it was before the fused Function: x W^T as three Functions
+        (transpose, matmul, transpose) and the bias as a fourth."""
+        fused = F.linear
+        F.linear = _linear_unfused
+        try:
+            mg_step()
+        finally:
+            F.linear = fused
+
+    calls = {"minigan": _count_functions(mg_step), "unfused": _count_functions(unfused_step)}
+    clock = time.process_time if cpu_time else time.perf_counter
+    times = {"minigan": [], "unfused": [], "torch": []}
     for i in range(warmup + steps):
-        for name, fn in (("minigan", mg_step), ("torch", pt_step)):
-            t = time.perf_counter()
+        for name, fn in (("minigan", mg_step), ("unfused", unfused_step), ("torch", pt_step)):
+            t = clock()
             fn()
             if i >= warmup:
-                times[name].append(time.perf_counter() - t)
-    mg, pt = statistics.median(times["minigan"]), statistics.median(times["torch"])
-    return {"batch": batch, "pack": pack, "minigan_ms": 1e3 * mg, "torch_ms": 1e3 * pt,
-            "ratio": mg / pt, "threads": torch.get_num_threads()}
+                times[name].append(clock() - t)
+    mg, un, pt = (statistics.median(times[k]) for k in ("minigan", "unfused", "torch"))
+    return {"batch": batch, "pack": pack, "minigan_ms": 1e3 * mg, "unfused_ms": 1e3 * un,
+            "torch_ms": 1e3 * pt, "ratio": mg / pt, "ratio_unfused": un / pt,
+            "calls": calls["minigan"], "calls_unfused": calls["unfused"]}
+
+
+def _count_functions(step) -> int:
+    """Function calls (forward and backward together) in one step."""
+    from minigan.autograd import Function
+
+    n, call = [0], Function.__call__
+
+    def counted(self, *inputs):
+        n[0] += 1
+        return call(self, *inputs)
+
+    Function.__call__ = counted
+    try:
+        step()
+    finally:
+        Function.__call__ = call
+    return n[0]
+
+
+def _linear_unfused(x, weight, bias=None):
+    y = F.transpose(F.matmul(weight, F.transpose(x)))
+    return y if bias is None else y + bias
 
 
 def step_main(args) -> None:
@@ -120,16 +167,20 @@ def step_main(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MINIGAN_THREADS="
+    print(f"{'CPU' if args.cpu_time else 'wall'} time; G and D widths {args.widths}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; MINIGAN_THREADS="
           f"{os.environ.get('MINIGAN_THREADS', '(default)')}; load average "
           f"{os.getloadavg()[0]:.1f}")
-    print("| batch (packs) | pack | minigan (ms) | PyTorch (ms) | ratio |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| batch (packs) | pack | minigan (ms) | PyTorch (ms) | minigan / PyTorch | "
+          "before the fused Linear (ms) | its ratio | Functions a step (before) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for batch in args.batch:
         for pack in args.pack:
-            r = time_steps(batch, pack, args.steps, args.warmup)
+            r = time_steps(batch, pack, args.steps, args.warmup, args.cpu_time, args.widths)
             print(f"| {batch} | {pack} | {r['minigan_ms']:.2f} | {r['torch_ms']:.2f} | "
-                  f"{r['ratio']:.2f} |", flush=True)
+                  f"{r['ratio']:.2f} | {r['unfused_ms']:.2f} | {r['ratio_unfused']:.2f} | "
+                  f"{r['calls']} ({r['calls_unfused']}) |",
+                  flush=True)
 
 
 # ---- protocol: the table ---------------------------------------------------------------------
@@ -168,6 +219,37 @@ def protocol_main(args) -> None:
         print(f"added to {path}")
 
 
+def table_main(args) -> None:
+    """The table from kept run folders (--keep): each run's last protocol line at its last
+    step, and its training seconds; runs still going are left out and counted."""
+    import json
+
+    rows, unfinished, seconds, settings = [], [], 0.0, set()
+    for mixture, loss, pack in RUNS:
+        results = []
+        for folder in sorted(Path(args.folder).glob(f"{mixture}-{loss}-{pack}-*")):
+            cfg = json.loads((folder / "config.json").read_text())
+            lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+            last = [r for r in lines if "modes" in r and r["step"] == cfg["total_steps"]]
+            if not last:
+                unfinished.append(folder.name)
+                continue
+            c = cfg["config"]
+            settings.add((c["steps"], c["batch_size"], c["lr"], c["beta1"]))
+            m = {**last[-1], "seed": c["seed"], "seconds": lines[-1]["seconds"]}
+            m["reverse_kl"] = np.nan if m["reverse_kl"] is None else m["reverse_kl"]
+            results.append(m)
+            seconds += m["seconds"]
+        if results:
+            rows.append((mixture, loss, pack, results))
+    (steps, batch, lr, beta1), = settings
+    ns = argparse.Namespace(steps=steps, batch=batch, lr=lr, beta1=beta1, seeds=sorted(
+        {r["seed"] for *_, rs in rows for r in rs}))
+    print(_table(rows, ns, seconds, per_seed=True))
+    if unfinished:
+        print(f"not finished (left out): {', '.join(unfinished)}")
+
+
 def _mean_sd(values) -> str:
     values = [v for v in values if np.isfinite(v)]
     if not values:
@@ -176,22 +258,24 @@ def _mean_sd(values) -> str:
         f"{values[0]:.2f}"
 
 
-def _table(rows, args, wall: float) -> str:
+def _table(rows, args, wall: float, per_seed: bool = False) -> str:
+    what = "training seconds of all runs" if per_seed else "wall time"
     lines = [f"steps {args.steps}, batch {args.batch} packs, lr {args.lr or 'recipe'}, beta1 "
              f"{args.beta1 or 'recipe'}, seeds "
-             f"{' '.join(map(str, args.seeds))}; wall time {wall / 60:.1f} min "
+             f"{' '.join(map(str, args.seeds))}; {what} {wall / 60:.1f} min "
              f"({platform.processor() or platform.machine()}, load average "
              f"{os.getloadavg()[0]:.1f} at the end)", "",
-             "| mixture | loss | pack | modes | high quality (%) | reverse KL | per seed (modes) "
-             "| published (modes / HQ % / KL) |",
+             "| mixture | loss | pack | modes | high quality (%) | reverse KL | seed: modes "
+             "(seconds) | published (modes / HQ % / KL) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mixture, loss, pack, results in rows:
         lines.append(
             f"| {mixture} | {loss} | {pack} | {_mean_sd([r['modes'] for r in results])} | "
             f"{_mean_sd([r['high_quality'] for r in results])} | "
             f"{_mean_sd([r['reverse_kl'] for r in results])} | "
-            f"{' '.join(str(r['modes']) for r in results)} | "
-            f"{PUBLISHED.get((mixture, loss, pack), '')} |")
+            + " ".join(f"{r.get('seed', i)}: {r['modes']} ({r['seconds']:.0f})"
+                       for i, r in enumerate(results))
+            + f" | {PUBLISHED.get((mixture, loss, pack), '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +288,12 @@ def main(argv=None) -> int:
     s.add_argument("--steps", type=int, default=60)
     s.add_argument("--warmup", type=int, default=10)
     s.add_argument("--threads", type=int, help="PyTorch's intra-op threads (default: its own)")
+    s.add_argument("--widths", type=int, nargs=2, default=(400, 200), metavar=("G", "D"),
+                   help="hidden units of G and D (default 400 200, PacGAN's; small widths "
+                        "leave the per-Function cost alone)")
+    s.add_argument("--cpu-time", action="store_true",
+                   help="time with the process's CPU time (use with one thread each: "
+                        "--threads 1 and MINIGAN_THREADS=1)")
     r = sub.add_parser("protocol", help="the mode protocol over seeds")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--steps", type=int, default=4000)
@@ -216,8 +306,10 @@ def main(argv=None) -> int:
     r.add_argument("--eval-every", type=int, default=0,
                    help="also log the protocol every N steps (metrics.jsonl)")
     r.add_argument("--frame-every", type=int, default=100, help="frames, with --keep")
+    t = sub.add_parser("table", help="the table from the run folders of protocol --keep")
+    t.add_argument("folder")
     args = p.parse_args(argv)
-    step_main(args) if args.what == "step" else protocol_main(args)
+    {"step": step_main, "protocol": protocol_main, "table": table_main}[args.what](args)
     return 0
 
 
