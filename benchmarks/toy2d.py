@@ -228,6 +228,9 @@ def table_main(args) -> None:
     for mixture, loss, pack in RUNS:
         results = []
         for folder in sorted(Path(args.folder).glob(f"{mixture}-{loss}-{pack}-*")):
+            if not (folder / "metrics.jsonl").is_file():
+                unfinished.append(folder.name)
+                continue
             cfg = json.loads((folder / "config.json").read_text())
             lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
             last = [r for r in lines if "modes" in r and r["step"] == cfg["total_steps"]]
@@ -236,7 +239,8 @@ def table_main(args) -> None:
                 continue
             c = cfg["config"]
             settings.add((c["steps"], c["batch_size"], c["lr"], c["beta1"]))
-            m = {**last[-1], "seed": c["seed"], "seconds": lines[-1]["seconds"]}
+            m = {**last[-1], "seed": c["seed"], "seconds": lines[-1]["seconds"],
+                 "most": max(r["modes"] for r in lines if "modes" in r)}
             m["reverse_kl"] = np.nan if m["reverse_kl"] is None else m["reverse_kl"]
             results.append(m)
             seconds += m["seconds"]
@@ -265,15 +269,17 @@ def _table(rows, args, wall: float, per_seed: bool = False) -> str:
              f"{' '.join(map(str, args.seeds))}; {what} {wall / 60:.1f} min "
              f"({platform.processor() or platform.machine()}, load average "
              f"{os.getloadavg()[0]:.1f} at the end)", "",
-             "| mixture | loss | pack | modes | high quality (%) | reverse KL | seed: modes "
-             "(seconds) | published (modes / HQ % / KL) |",
+             "| mixture | loss | pack | modes | high quality (%) | reverse KL | seed: modes"
+             f"{' / most during training' if per_seed else ''} (seconds) | published (modes / "
+             "HQ % / KL) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mixture, loss, pack, results in rows:
         lines.append(
             f"| {mixture} | {loss} | {pack} | {_mean_sd([r['modes'] for r in results])} | "
             f"{_mean_sd([r['high_quality'] for r in results])} | "
             f"{_mean_sd([r['reverse_kl'] for r in results])} | "
-            + " ".join(f"{r.get('seed', i)}: {r['modes']} ({r['seconds']:.0f})"
+            + " ".join(f"{r.get('seed', i)}: {r['modes']}"
+                       + (f" / {r['most']}" if "most" in r else "") + f" ({r['seconds']:.0f})"
                        for i, r in enumerate(results))
             + f" | {PUBLISHED.get((mixture, loss, pack), '')} |")
     return "\n".join(lines) + "\n"
