@@ -40,6 +40,8 @@ PUBLISHED = {
     ("ring", "bce", 2): "PacGAN2 7.9 / 95.6 / 0.07",
     ("grid", "bce", 1): "GAN 17.3 / 94.8 / 0.70",
     ("grid", "bce", 4): "PacGAN4 24.8 / 93.6 / 0.04",
+    ("ring", "wgan-gp", 1): "(not in PacGAN's Table 1)",
+    ("grid", "wgan-gp", 1): "(not in PacGAN's Table 1)",
 }
 RUNS = (("ring", "bce", 1), ("ring", "bce", 2), ("ring", "wgan-gp", 1),
         ("grid", "bce", 1), ("grid", "bce", 4), ("grid", "wgan-gp", 1))
