@@ -37,6 +37,8 @@ from ..gan.models import Recipe
 from ..gan.steps import d_update, g_update
 from ..gan.trainer import (
     NonFiniteLossError,
+    Trainer,
+    TrainingInterrupted,
     _prepare_out,
     _progress_bar,
     _read_records,
@@ -136,6 +138,7 @@ class LabTrainer:
         self._window_n = 0
         self._saved_step: int | None = None
         self._t0: float | None = None
+        self._stop_requested = False
 
     # ---- one update at a time ----------------------------------------------------------
     @property
@@ -305,6 +308,10 @@ class LabTrainer:
             return self.summary()
         self._t0 = time.perf_counter()
         bar = _progress_bar(total, self.step, self.config.progress)
+        # the image trainer's Ctrl-C handler: the first press sets _stop_requested, and the
+        # loop stops after the step in progress with a checkpoint; a second stops at once
+        self._stop_requested = False
+        old_handler = Trainer._install_sigint(self)
         try:
             for cb in self.callbacks:
                 cb.on_train_begin(self)
@@ -326,9 +333,15 @@ class LabTrainer:
                 if self.config.checkpoint_every and self.step % self.config.checkpoint_every \
                         == 0 and self.step < total:
                     self.save_checkpoint()
+                if self._stop_requested:
+                    path = self.save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"interrupted at step {self.step}; checkpoint saved to {path}. Continue "
+                        f"with: python -m minigan lab --resume {self.out}", path)
             if self._saved_step != self.step:
                 self.save_checkpoint()
         finally:
+            Trainer._restore_sigint(self, old_handler)
             bar.close()
             self.elapsed, self._t0 = self._seconds(), None
             for cb in self.callbacks:

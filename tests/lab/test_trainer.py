@@ -80,6 +80,35 @@ def test_resume_continues_exactly(tmp_path, loss, pack):
     assert [json.loads(s)["step"] for s in lines if "modes" in s] == [3, 6]
 
 
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
+    import os
+    import signal
+
+    from minigan.gan.checkpoint import load_checkpoint
+    from minigan.gan.trainer import TrainingInterrupted
+
+    common = dict(frame_every=0, eval_every=0, checkpoint_every=0, **TINY)
+    whole = LabTrainer(LabConfig(out=str(tmp_path / "whole"), steps=4, **common))
+    whole.fit()
+
+    def press_ctrl_c(trainer, stats):
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    part = LabTrainer(LabConfig(out=str(tmp_path / "part"), steps=4, **common),
+                      callbacks=[press_ctrl_c])
+    with pytest.raises(TrainingInterrupted) as e:
+        part.fit()
+    assert "lab --resume" in str(e.value)
+    assert load_checkpoint(e.value.checkpoint)["step"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = LabTrainer.resume(tmp_path / "part")
+    resumed.fit()
+    for net in ("G", "D"):
+        a, b = _params(getattr(whole, net)), _params(getattr(resumed, net))
+        assert all((a[k] == b[k]).all() for k in a), f"{net} differs after Ctrl-C and resume"
+
+
 def test_resume_refuses_what_would_change_the_computation(tmp_path):
     LabTrainer(LabConfig(out=str(tmp_path / "r"), steps=1, frame_every=0, **TINY)).fit()
     with pytest.raises(ValueError, match="cannot change 'pack'"):
