@@ -16,6 +16,8 @@ PARALLEL_MIN_SIZE = 1 << 15
 
 def _one_thread(impl, args, kwargs):
     old = numba.get_num_threads()  # thread-local in numba: other Python threads keep theirs
+    if old == 1:                   # already alone: two calls into numba saved per kernel
+        return impl(*args, **kwargs)
     numba.set_num_threads(1)
     try:
         return impl(*args, **kwargs)

@@ -152,17 +152,22 @@ class Function:
     _hooks: dict | None = None           # gradient hooks of its outputs: {index: {id: fn}}
 
     def __call__(self, *inputs):
-        xs = tuple(as_tensor(x, like=_first_tensor(inputs)) for x in inputs)
-        _check_same_device(self, xs)
-        ys = self.forward(*(x.data for x in xs))
-        multi = isinstance(ys, tuple)
-        outs = tuple(Tensor(y) for y in (ys if multi else (ys,)))
-        if _grad_enabled and any(x.requires_grad for x in xs):
+        xs = inputs
+        if not all(type(x) is Tensor for x in inputs):     # wrap arrays and numbers once
+            like = _first_tensor(inputs)
+            xs = tuple(as_tensor(x, like=like) for x in inputs)
+        if len(xs) > 1 and any(type(x.data) is not np.ndarray for x in xs):
+            _check_same_device(self, xs)                    # all NumPy: all on the CPU
+        ys = self.forward(*[x.data for x in xs])
+        multi = type(ys) is tuple
+        outs = tuple(map(Tensor, ys)) if multi else (Tensor(ys),)
+        needs = [x.requires_grad for x in xs]
+        if _grad_enabled and True in needs:
             self.inputs = xs
-            self.needs_input_grad = tuple(x.requires_grad for x in xs)
-            self.outputs = tuple(weakref.ref(y) for y in outs)
-            xp = backend.array_module(outs[0].data)
-            self.out_meta = tuple((y.shape, y.dtype, xp) for y in outs)
+            self.needs_input_grad = tuple(needs)
+            self.outputs = tuple(map(weakref.ref, outs))
+            xp = np if type(outs[0].data) is np.ndarray else backend.array_module(outs[0].data)
+            self.out_meta = tuple((y.data.shape, y.data.dtype, xp) for y in outs)
             if self.retain_outputs:
                 self.saved_outputs = tuple(y.data for y in outs)
             for i, y in enumerate(outs):

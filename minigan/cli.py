@@ -1,4 +1,5 @@
-"""The command line: python -m minigan train | sample | interpolate | eval | inspect | export.
+"""The command line: python -m minigan train | sample | interpolate | eval | inspect | export |
+lab.
 
     python -m minigan train --dataset mnist --arch dcgan --epochs 5 --out runs/mnist
     python -m minigan train --loss wgan-gp --epochs 5 --out runs/mnist-wgan
@@ -8,6 +9,7 @@
     python -m minigan eval runs/mnist -n 2000
     python -m minigan inspect runs/mnist      # nearest training images, spectra, index.html
     python -m minigan export runs/mnist --format onnx -o G.onnx   # or safetensors, web
+    python -m minigan lab ring --loss bce     # a GAN on 2-D points: frames, GIF, mode protocol
 """
 
 from __future__ import annotations
@@ -148,7 +150,85 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, default=0,
                    help="seed of the BatchNorm calibration noise, as minigan sample's --seed "
                         "(default 0)")
+    _lab_parser(sub)
     return p
+
+
+def _lab_parser(sub) -> None:
+    lab = sub.add_parser("lab", help="a GAN on 2-D points (ring, grid, a .npy): D's heat map, "
+                                     "G's mapping and the mode protocol over training",
+                         description="Train small MLPs on a 2-D mixture and write frames, "
+                                     "RUN/lab.gif, the mode protocol in metrics.jsonl and "
+                                     "RUN/index.html.")
+    lab.add_argument("mixture", nargs="?",
+                     help="ring (8 Gaussians) | grid (25 Gaussians) | PATH.npy of (N, 2) points")
+    lab.add_argument("--loss", choices=TRAIN_CHOICES["loss"], help="default bce")
+    lab.add_argument("--pack", type=int, help="PacGAN packing: D judges m samples at once "
+                                              "(default 1)")
+    lab.add_argument("--steps", type=int, help="G steps (default 5000)")
+    lab.add_argument("--batch-size", type=int, help="packs per D batch (default 100)")
+    lab.add_argument("--lr", type=float, help="both learning rates (default 1e-4)")
+    lab.add_argument("--beta1", type=float, help="Adam's beta1 (default 0.8; wgan-gp 0.5)")
+    lab.add_argument("--n-critic", type=int, help="D steps per G step (default: 5 for "
+                                                  "wgan-gp, else 1)")
+    lab.add_argument("--seed", type=int, help="seeds everything (default 0)")
+    lab.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
+    lab.add_argument("--out", help="run folder (default runs/lab-MIXTURE-LOSS[-packM])")
+    lab.add_argument("--resume", metavar="RUN", help="continue the lab run in this folder")
+    lab.add_argument("--overwrite", action="store_true",
+                     help="start over in an existing run folder")
+    lab.add_argument("--frame-every", type=int, help="steps between frames (default 250)")
+    lab.add_argument("--eval-every", type=int, help="steps between protocol evaluations "
+                                                    "(default 500)")
+    lab.add_argument("--log-every", type=int, help="steps per line of metrics.jsonl "
+                                                   "(default 50)")
+    lab.add_argument("--checkpoint-every", type=int, help="steps between checkpoints "
+                                                          "(default 1000, and at the end)")
+    lab.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+LAB_RUN_FLAGS = ("mixture", "loss", "pack", "batch_size", "lr", "beta1", "n_critic", "seed")
+LAB_VIEW_FLAGS = ("device", "frame_every", "eval_every", "log_every", "checkpoint_every")
+
+
+def _lab(args, parser) -> int:
+    from .lab import LabConfig, LabTrainer
+    from .report import RunReport
+
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    changes = {k: given[k] for k in LAB_VIEW_FLAGS if k in given}
+    if args.no_progress:
+        changes["progress"] = False
+    if args.resume:
+        clash = [k for k in LAB_RUN_FLAGS if k in given] + ["out"] * bool(args.out)
+        if clash or args.overwrite:
+            names = ", ".join("--" + k.replace("_", "-")
+                              for k in clash + ["overwrite"] * args.overwrite)
+            parser.error(f"{names} cannot be given "
+                         "with --resume: a resumed run keeps its config (only --steps and "
+                         "the --*-every, --device, --no-progress options may change)")
+        lab = LabTrainer.resume(args.resume, steps=args.steps, **changes)
+    else:
+        if not args.mixture:
+            parser.error("lab needs a mixture (ring, grid or PATH.npy), or --resume RUN")
+        fields = {k: given[k] for k in LAB_RUN_FLAGS + ("steps",) if k in given}
+        config = LabConfig(**fields, **changes)
+        pack = f"-pack{config.pack}" if config.pack > 1 else ""
+        config.out = args.out or f"runs/lab-{_slug(Path(config.mixture).stem)}-{config.loss}{pack}"
+        lab = LabTrainer(config, overwrite=args.overwrite)
+    lab.callbacks.append(RunReport())           # RUN/index.html at the end
+    print(f"lab: {lab.mixture.name} with the {lab.loss.name} loss, pack {lab.config.pack}, "
+          f"{lab.total_steps} steps of {lab.points_per_batch} points"
+          f"{f' ({lab.n_critic} D steps each)' if lab.n_critic > 1 else ''}, from step "
+          f"{lab.step} -> {lab.out}")
+    summary = lab.fit()
+    last = next((r for r in reversed(lab.records) if "modes" in r), None)
+    if last:
+        print(f"modes covered {last['modes']}/{len(lab.mixture.means)}, high quality "
+              f"{last['high_quality']:.1f} %, reverse KL {last['reverse_kl']}")
+    print(f"done: {summary['run']} (lab.gif, metrics.jsonl, index.html), step "
+          f"{summary['step']}, {summary['seconds']} s")
+    return 0
 
 
 def _slug(text: str) -> str:
@@ -369,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "lab":
+            return _lab(args, parser)
         return _interpolate(args)
     except TrainingInterrupted as e:
         print(f"\n{e}", file=sys.stderr)

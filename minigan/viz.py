@@ -404,3 +404,73 @@ def save_nearest_sheet(samples, neighbours, path: str | os.PathLike, scale: int 
     blank = np.full_like(s[:1], 128)                              # the gap column
     tiles = np.concatenate([np.concatenate([s[i:i + 1], blank, nb[i]]) for i in range(n)])
     return save_grid(tiles, path, nrow=k + 2, scale=scale, pad_value=128)
+
+
+# ---- the 2-D lab: D's judgement, G's mapping, the mode protocol ------------------------------
+
+def plot_lab_frame(path: str | os.PathLike, surface: np.ndarray, extent: Sequence[float],
+                   real: np.ndarray, fake: np.ndarray, push: np.ndarray, noise_grid: np.ndarray,
+                   critic: bool = False, title: str | None = None) -> Path:
+    """One frame of a 2-D run, always the same pixel size (so frames make a GIF).
+
+    Left: D's output over the plane as a heat map (`surface` (H, W) over `extent` (x0, x1, y0,
+    y1); probabilities in [0, 1], or a critic's scores), real points (black) and fake points
+    (white), and on each fake point an arrow along `push` (where G's loss moves it; lengths
+    scaled so the longest is a tenth of the width). Right: G's image of a regular grid of noise
+    points, `noise_grid` (L, P, 2) polylines, over the real points.
+    """
+    fig = _figure(10.0, 5.0)
+    left, right = fig.subplots(1, 2)
+    x0, x1, y0, y1 = extent
+    if critic:
+        image = left.imshow(surface, origin="lower", extent=extent, cmap="RdBu_r", aspect="auto")
+        label = "D's score (critic)"
+    else:
+        image = left.imshow(surface, origin="lower", extent=extent, cmap="RdBu_r", vmin=0,
+                            vmax=1, aspect="auto")
+        label = "D(x): probability real"
+    fig.colorbar(image, ax=left, shrink=0.8, label=label)
+    left.scatter(real[:, 0], real[:, 1], s=3, c="black", alpha=0.6, label="real")
+    left.scatter(fake[:, 0], fake[:, 1], s=4, c="white", edgecolors="none", label="fake")
+    norms = np.linalg.norm(push, axis=1)
+    if norms.max() > 0:
+        scale = 0.1 * (x1 - x0) / norms.max()
+        left.quiver(fake[:, 0], fake[:, 1], scale * push[:, 0], scale * push[:, 1],
+                    angles="xy", scale_units="xy", scale=1, color="gold", width=0.003,
+                    alpha=0.8)
+    left.set_title("D over the plane; real (black), fake (white), G's pull (arrows)",
+                   fontsize=9)
+    right.scatter(real[:, 0], real[:, 1], s=3, c="tab:red", alpha=0.5)
+    half = len(noise_grid) // 2
+    for i, line in enumerate(noise_grid):
+        right.plot(line[:, 0], line[:, 1], lw=0.6,
+                   color="tab:blue" if i < half else "tab:green", alpha=0.8)
+    right.set_title("G's image of a regular noise grid; real points in red", fontsize=9)
+    for ax in (left, right):
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_protocol(records: Sequence[dict], path: str | os.PathLike,
+                  num_modes: int | None = None) -> Path:
+    """The mode protocol over training: modes covered, % high-quality samples, reverse KL."""
+    fig = _figure(8.0, 6.0)
+    axes = fig.subplots(3, 1, sharex=True)
+    for ax, key, label, color in zip(
+            axes, ("modes", "high_quality", "reverse_kl"),
+            ("modes covered", "high quality (%)", "reverse KL"),
+            ("tab:purple", "tab:green", "tab:red"), strict=True):
+        xs, ys = _series(records, key)
+        ax.plot(xs, ys, "o-", ms=3, color=color)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if num_modes:
+        axes[0].axhline(num_modes, color="gray", ls=":", lw=1)
+        axes[0].set_ylim(-0.3, num_modes + 0.7)
+    axes[1].set_ylim(-2, 102)
+    axes[-1].set_xlabel("step")
+    return _save(fig, path)

@@ -140,6 +140,40 @@ class MatMul(Function):
         return ga, gb
 
 
+class Linear(Function):
+    """y = x W^T (+ b) in one Function: the per-Function cost counts in small MLPs.
+
+    Computed as (W x^T)^T, so the result lies in batch-last memory (kernels/layout.py) as the
+    convolutions' does: a batchnorm after it reads contiguous rows and an Unflatten before a
+    convolution is a view; the gradient for x comes back in the same layout.
+    """
+
+    def forward(self, x, w, b=None):
+        y = (w @ x.T).T                                             # (N, out), batch-last
+        return y if b is None else y + b
+
+    def backward(self, gy):
+        x, w = self.inputs[:2]
+        need = self.needs_input_grad
+        gx = MatMulT()(gy, w) if need[0] else None                  # (N, in), batch-last
+        gw = matmul(transpose(gy), x) if need[1] else None          # (out, in)
+        gb = sum_to(gy, self.inputs[2].shape) if len(need) > 2 and need[2] else None
+        return (gx, gw, gb)[:len(need)]
+
+
+class MatMulT(Function):
+    """a @ b computed as (b^T a^T)^T: the product in batch-last memory (Linear's gradient)."""
+
+    def forward(self, a, b):
+        return (b.T @ a.T).T
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = matmul(gy, transpose(b)) if self.needs_input_grad[0] else None
+        gb = matmul(transpose(a), gy) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
 class Sum(Function):
     def __init__(self, axis, keepdims):
         self.axis, self.keepdims = axis, keepdims
@@ -309,11 +343,7 @@ def linear(x, weight, bias=None) -> Tensor:
     for t, what in ((x, "input"), (weight, "weight")):
         if t.dtype.kind != "f":
             raise TypeError(f"linear: {what} must be a float array, got {t.dtype}")
-    # computed as (W x^T)^T: the result lies in batch-last memory (kernels/layout.py), as the
-    # convolutions' do, so a batchnorm after it reads contiguous rows and an Unflatten before
-    # a convolution is a view; the gradient for x comes back in the same layout
-    y = transpose(matmul(weight, transpose(x)))
-    return y if bias is None else y + bias
+    return Linear()(x, weight) if bias is None else Linear()(x, weight, as_tensor(bias))
 
 
 def _swap(ndim: int, d0: int, d1: int) -> tuple:

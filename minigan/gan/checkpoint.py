@@ -84,3 +84,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not a minigan checkpoint (no {_META!r} entry)")
     meta = json.loads(arrays.pop(_META).tobytes().decode())
     return _join(meta, arrays)
+
+
+def gan_state(G, D, opt_g, opt_d) -> dict:
+    """What every GAN trainer's checkpoint holds: both nets, both optimizers, the noise RNG."""
+    from .. import backend
+
+    return {"G": dict(G.state_dict()), "D": dict(D.state_dict()),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "rng": backend.rng.get_state()}
+
+
+def load_gan_state(state: dict, G, D, opt_g, opt_d) -> None:
+    """Restore what `gan_state` saved, in place."""
+    from .. import backend
+
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    backend.rng.set_state(state["rng"])

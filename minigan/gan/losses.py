@@ -88,14 +88,16 @@ def _array(x):
 def gradient_penalty(D, x_hat, weight: float = 10.0) -> Tensor:
     """weight * mean over samples of (||grad_x D(x_hat)||_2 - 1)^2 (Gulrajani et al. 2017).
 
-    `x_hat` (B, C, H, W) is an array or Tensor, taken as a constant. The gradient is taken
-    with create_graph=True, so the penalty can itself be differentiated with respect to D's
-    weights. 1e-12 under the square root keeps its derivative finite where a gradient
-    vanishes.
+    `x_hat` (B, C, H, W) or (B, D) is an array or Tensor, taken as a constant. The gradient is
+    taken with create_graph=True, so the penalty can itself be differentiated with respect to
+    D's weights. 1e-12 under the square root keeps its derivative finite where a gradient
+    vanishes. There is one norm per output of D: a D that judges packs of m samples at once
+    (PacGAN) gives B / m outputs, and the norm runs over each pack's m samples.
     """
     x_hat = Tensor(_array(x_hat), requires_grad=True)
-    (g,) = grad(D(x_hat).sum(), [x_hat], create_graph=True)     # (B, C, H, W)
-    norms = F.sqrt((g * g).reshape(g.shape[0], -1).sum(axis=1) + 1e-12)   # (B,)
+    out = D(x_hat)                                              # (B, 1), or (B / m, 1)
+    (g,) = grad(out.sum(), [x_hat], create_graph=True)          # like x_hat
+    norms = F.sqrt((g * g).reshape(out.shape[0], -1).sum(axis=1) + 1e-12)   # (outputs,)
     return ((norms - 1.0) ** 2).mean() * weight
 
 
@@ -126,7 +128,8 @@ class WGANGPLoss(GANLoss):
 
     def penalty(self, D, real, fake) -> Tensor:
         real, fake = _array(real), _array(fake)                           # (B, C, H, W)
-        eps = rand(len(real), 1, 1, 1, dtype=real.dtype, device=backend.device_of(real)).data
+        eps = rand(len(real), *(1,) * (real.ndim - 1), dtype=real.dtype,
+                   device=backend.device_of(real)).data                   # (B, 1, ...)
         return gradient_penalty(D, eps * real + (1.0 - eps) * fake, self.gp_lambda)
 
     def config(self) -> dict:

@@ -45,11 +45,12 @@ from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
 from ..optim import AveragedModel, get_ema_multi_avg_fn
 from .callbacks import EpochViews, LayerStatistics, as_callback
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from .distance import PixelFrechet
 from .losses import GANLoss, make_loss
 from .models import Recipe, build
 from .sampling import generate, to_uint8
+from .steps import d_update, g_update
 
 OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "progress.gif", "samples",
            "checkpoints", "views.jsonl", "internals.jsonl", "index.html", "internals.png",
@@ -267,21 +268,16 @@ class Trainer:
         self._read_pending()
         return {"format": 1, "step": self.step, "epoch": self.epoch,
                 "epochs_drawn": self.epochs_drawn, "elapsed": self._seconds(),
-                "G": dict(self.G.state_dict()), "D": dict(self.D.state_dict()),
+                **gan_state(self.G, self.D, self.opt_g, self.opt_d),
                 **({"G_ema": dict(self.G_ema.state_dict())} if self.G_ema else {}),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "rng": backend.rng.get_state(), "loader": self.loader.state_dict(),
+                "loader": self.loader.state_dict(),
                 "fixed_noise": self.fixed_noise, "config": asdict(self.config),
                 "window": {"n": self._window_n, "sums": dict(self._window)}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
+        load_gan_state(state, self.G, self.D, self.opt_g, self.opt_d)
         if self.G_ema is not None:
             self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        backend.rng.set_state(state["rng"])
         self.loader.load_state_dict(state["loader"])
         self.fixed_noise = np.asarray(state["fixed_noise"], np.float32)
         self.step, self.epochs_drawn = int(state["step"]), int(state["epochs_drawn"])
@@ -358,48 +354,14 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         stats = {k: v / len(reals) for k, v in sums.items()}
 
-        d_params = list(D.parameters())
-        for p in d_params:                  # G's step needs gradients through D, not of D
-            p.requires_grad = False
-        try:
-            self.opt_g.zero_grad()
-            loss_g = self.loss.g_loss(D(fake))
-            stats["loss_g"] = loss_g.data.astype("float64")
-            loss_g.backward()
-        finally:
-            for p in d_params:
-                p.requires_grad = True
-        self.opt_g.step()
+        stats.update(g_update(D, self.opt_g, self.loss, fake))
         if self.G_ema is not None:
             self.G_ema.update_parameters(G)
         return stats
 
     def _d_step(self, real, fake) -> dict:
         """One D update on a real batch and a batch of G(z) (detached)."""
-        D = self.D
-        self.opt_d.zero_grad()
-        real_logits = D(real)                                       # (B, 1)
-        fake_logits = D(fake.detach())                              # (B, 1)
-        loss_d = self.loss.d_loss(real_logits, fake_logits)
-        stats = {}
-        penalty = self.loss.penalty(D, real, fake.detach())
-        if penalty is not None:
-            stats["gp"] = penalty.data.astype("float64")
-            loss_d = loss_d + penalty
-        stats["loss_d"] = loss_d.data.astype("float64")
-        loss_d.backward()
-        self.opt_d.step()
-
-        # All on the device (0-d arrays): reading them here would wait for the GPU every step.
-        r = real_logits.data.astype("float64")
-        f = fake_logits.data.astype("float64")
-        if self.loss.critic:                # scores, not logits: no accuracy, no sigmoid
-            stats.update(critic_real=r.mean(), critic_fake=f.mean(),
-                         wasserstein=r.mean() - f.mean())
-        else:
-            stats.update(acc_real=(r > 0).mean(), acc_fake=(f < 0).mean(),
-                         d_x=_sigmoid(r).mean(), d_g_z=_sigmoid(f).mean())
-        return stats
+        return d_update(self.D, self.opt_d, self.loss, real, fake)
 
     def _read_pending(self) -> None:
         """Read the stats of the steps since the last read (one transfer), check that every
@@ -700,10 +662,6 @@ class Trainer:
     def _restore_sigint(self, old) -> None:
         if old is not None:
             signal.signal(signal.SIGINT, old)
-
-
-def _sigmoid(x):
-    return 0.5 * (1.0 + backend.array_module(x).tanh(0.5 * x))
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

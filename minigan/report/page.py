@@ -74,14 +74,19 @@ def _samples_section(run: Path) -> str:
         return '<p class="note">no epoch has finished yet</p>'
     frames = [{"src": f"samples/{p.name}", "label": f"epoch {int(p.stem.split('_')[1])}"}
               for p in grids]
-    last = len(frames) - 1
-    script = SLIDER.replace("FRAMES", json.dumps(frames).replace("</", "<\\/"))
     gif = _img("progress.gif", "every epoch's grid in turn", pixel=True, width=300) if (
         run / "progress.gif").is_file() else ""
+    return _slider(frames, "fixed-noise samples", 420, True, f"<p>progress.gif</p>{gif}")
+
+
+def _slider(frames: list[dict], alt: str, width: int, pixel: bool, beside: str) -> str:
+    """A picture with a range slider over `frames` ({'src', 'label'}), and `beside` it."""
+    last = len(frames) - 1
+    script = SLIDER.replace("FRAMES", json.dumps(frames).replace("</", "<\\/"))
     return (f'<div class="row"><div><p><input type="range" id="epoch" min="0" max="{last}" '
             f'value="{last}" step="1"> <span id="epoch-label">{frames[-1]["label"]}</span></p>'
-            f'{_img(frames[-1]["src"], "fixed-noise samples", pixel=True, width=420, id_="grid")}'
-            f'</div><div><p>progress.gif</p>{gif}</div></div><script>{script}</script>')
+            f'{_img(frames[-1]["src"], alt, pixel=pixel, width=width, id_="grid")}'
+            f'</div><div>{beside}</div></div><script>{script}</script>')
 
 
 def _picture(run: Path, name: str, alt: str, missing: str, width: int | None = None) -> str:
@@ -130,6 +135,11 @@ def write_page(run: str | os.PathLike) -> Path:
     run = Path(run)
     cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() \
         else {}
+    if cfg.get("kind") == "lab":
+        from .lab import lab_sections
+
+        title, meta, sections = lab_sections(run, cfg)
+        return _write(run, title, meta, sections)
     c = cfg.get("config", {})
     records = read_jsonl(run / "metrics.jsonl")
     last = records[-1] if records else {}
@@ -169,6 +179,11 @@ def write_page(run: str | os.PathLike) -> Path:
          f"<details><summary>config.json</summary><pre>"
          f"{html.escape(json.dumps(cfg, indent=2))}</pre></details>"),
     ]
+    return _write(run, title, meta, sections)
+
+
+def _write(run: Path, title: str, meta: str, sections: list[tuple[str, str, str]]) -> Path:
+    """RUN/index.html from a title, a line of facts and (anchor, heading, html) sections."""
     nav = " ".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t, _ in sections)
     body = "\n".join(f'<h2 id="{k}">{html.escape(t)}</h2>\n{s}' for k, t, s in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -177,3 +177,21 @@ def test_python_scalars_keep_the_dtype(dtype):
     x = mg.tensor(np.ones(3, dtype))
     for y in (x + 1, 1 + x, x - 0.5, 2 - x, x * 3, 3 * x, x / 2, 2 / x, -x, x ** 2, x.mean()):
         assert y.dtype == dtype
+
+
+def test_linear_is_one_function_with_the_composition_values_and_layout():
+    """F.linear (one Function) against transpose(matmul(W, transpose(x))) + b: the same bits
+    forward and backward, and the output and input gradient in batch-last memory."""
+    rng = np.random.default_rng(3)
+    x0, w0, b0 = (rng.standard_normal(s).astype(np.float32) for s in [(9, 6), (4, 6), (4,)])
+    gy = rng.standard_normal((9, 4)).astype(np.float32)
+    got = []
+    for f in (F.linear, lambda x, w, b: F.transpose(F.matmul(w, F.transpose(x))) + b):
+        x, w, b = (mg.tensor(a.copy(), requires_grad=True) for a in (x0, w0, b0))
+        y = f(x, w, b)
+        y.backward(mg.tensor(gy))
+        got.append((y.data, x.grad.data, w.grad.data, b.grad.data))
+    assert type(F.linear(x, w, b).creator).__name__ == "Linear"
+    for a, b_ in zip(*got):
+        assert np.array_equal(a, b_) and a.flags.f_contiguous == b_.flags.f_contiguous
+    assert got[0][0].flags.f_contiguous and got[0][1].flags.f_contiguous     # batch-last

@@ -70,9 +70,9 @@ def test_the_page_shows_an_eval_table_and_the_nearest_sheet(run, tmp_path):
     assert 'src="nearest.png"' in page and "ratio 1.25" in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium): "
-                                             "apt-get install -y chromium")
-def test_the_page_in_a_headless_browser(run):
+def _browse(index: Path, check) -> None:
+    """Open `index` in headless Chromium, run check(page, images) with every image's (src,
+    complete, naturalWidth), and fail on any console error, page error or failed request."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     errors = []
     with sync_api.sync_playwright() as p:
@@ -83,23 +83,74 @@ def test_the_page_in_a_headless_browser(run):
             page.on("console", lambda m: m.type == "error" and errors.append(m.text))
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.goto((run / "index.html").as_uri())
+            page.goto(index.as_uri())
             page.wait_for_load_state("load")
             images = page.eval_on_selector_all(
                 "img", "els => els.map(e => [e.getAttribute('src'), e.complete, "
                        "e.naturalWidth])")
-            assert len(images) >= 6, f"only {len(images)} images on the page"
-            for src, complete, width in images:
-                path = run / unquote(urlparse(src).path)
-                assert path.is_file(), f"the page shows {src}, which is not in the run folder"
-                assert complete and width > 0, f"{src} did not render (naturalWidth {width})"
-            grid = page.locator("#grid")
-            last = grid.get_attribute("src")
-            assert last == "samples/epoch_002.png", last
-            page.locator("#epoch").fill("0")            # moves the range input, fires 'input'
-            assert grid.get_attribute("src") == "samples/epoch_001.png"
-            assert page.locator("#epoch-label").inner_text() == "epoch 1"
-            page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
+            check(page, images)
         finally:
             browser.close()
     assert not errors, f"the page logged errors: {errors}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium): "
+                                             "apt-get install -y chromium")
+def test_the_page_in_a_headless_browser(run):
+    def check(page, images):
+        assert len(images) >= 6, f"only {len(images)} images on the page"
+        for src, complete, width in images:
+            path = run / unquote(urlparse(src).path)
+            assert path.is_file(), f"the page shows {src}, which is not in the run folder"
+            assert complete and width > 0, f"{src} did not render (naturalWidth {width})"
+        grid = page.locator("#grid")
+        last = grid.get_attribute("src")
+        assert last == "samples/epoch_002.png", last
+        page.locator("#epoch").fill("0")            # moves the range input, fires 'input'
+        assert grid.get_attribute("src") == "samples/epoch_001.png"
+        assert page.locator("#epoch-label").inner_text() == "epoch 1"
+        page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
+
+    _browse(run / "index.html", check)
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory) -> Path:
+    """Four steps of tiny MLPs on the ring, a frame and a protocol line every two."""
+    from minigan.lab import LabConfig, LabTrainer
+
+    out = tmp_path_factory.mktemp("lab") / "run"
+    config = LabConfig(out=str(out), steps=4, frame_every=2, eval_every=2, g_hidden=16,
+                       g_layers=2, d_hidden=16, d_layers=2, batch_size=8, log_every=2,
+                       progress=False)
+    LabTrainer(config, callbacks=[RunReport()]).fit()
+    return out
+
+
+def test_the_lab_page_names_what_the_run_folder_holds(lab_run):
+    page = (lab_run / "index.html").read_text()
+    for name in ("frames/step_0000000.png", "frames/step_0000004.png", "lab.gif",
+                 "protocol.png", "curves.png"):
+        assert (lab_run / name).is_file(), f"{name} was not written"
+        assert name in page, f"index.html does not show {name}"
+    assert "lab: ring (bce)" in page and "modes covered" in page
+    assert page.count("<tr>") == 3, "a header and one row per protocol evaluation (steps 2, 4)"
+    assert "http://" not in page and "https://" not in page, "the page must work offline"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium): "
+                                             "apt-get install -y chromium")
+def test_the_lab_page_in_a_headless_browser(lab_run):
+    def check(page, images):
+        assert {src for src, _, _ in images} == {
+            "frames/step_0000004.png", "lab.gif", "protocol.png", "curves.png"}
+        for src, complete, width in images:
+            assert complete and width > 0, f"{src} did not render (naturalWidth {width})"
+        grid = page.locator("#grid")
+        page.locator("#epoch").fill("1")            # moves the range input, fires 'input'
+        assert grid.get_attribute("src") == "frames/step_0000002.png"
+        assert page.locator("#epoch-label").inner_text() == "step 2"
+        page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
+        page.screenshot(path=str(lab_run / "page.png"), full_page=True)
+
+    _browse(lab_run / "index.html", check)

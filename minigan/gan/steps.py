@@ -1,0 +1,60 @@
+"""One D update and one G update, shared by the image trainer and the 2-D lab.
+
+Both work on any input shape D accepts (image batches, 2-D points, packed points) and return
+their statistics as 0-d arrays on the training device, so a caller decides when to read them.
+"""
+
+from __future__ import annotations
+
+from .. import backend, nn
+from ..autograd import Tensor
+from ..optim import Optimizer
+from .losses import GANLoss
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + backend.array_module(x).tanh(0.5 * x))
+
+
+def d_update(D: nn.Module, opt_d: Optimizer, loss: GANLoss, real, fake: Tensor) -> dict:
+    """One D descent on a real batch and a batch of G(z) (detached, so G is untouched)."""
+    opt_d.zero_grad()
+    real_logits = D(real)                                           # (B, 1)
+    fake_logits = D(fake.detach())                                  # (B, 1)
+    loss_d = loss.d_loss(real_logits, fake_logits)
+    stats = {}
+    penalty = loss.penalty(D, real, fake.detach())
+    if penalty is not None:
+        stats["gp"] = penalty.data.astype("float64")
+        loss_d = loss_d + penalty
+    stats["loss_d"] = loss_d.data.astype("float64")
+    loss_d.backward()
+    opt_d.step()
+
+    # All on the device (0-d arrays): reading them here would wait for the GPU every step.
+    r = real_logits.data.astype("float64")
+    f = fake_logits.data.astype("float64")
+    if loss.critic:                     # scores, not logits: no accuracy, no sigmoid
+        stats.update(critic_real=r.mean(), critic_fake=f.mean(),
+                     wasserstein=r.mean() - f.mean())
+    else:
+        stats.update(acc_real=(r > 0).mean(), acc_fake=(f < 0).mean(),
+                     d_x=_sigmoid(r).mean(), d_g_z=_sigmoid(f).mean())
+    return stats
+
+
+def g_update(D: nn.Module, opt_g: Optimizer, loss: GANLoss, fake: Tensor) -> dict:
+    """One G descent on D's verdict on `fake` = G(z) (with its graph); D's weights stay."""
+    d_params = list(D.parameters())
+    for p in d_params:                  # G's step needs gradients through D, not of D
+        p.requires_grad = False
+    try:
+        opt_g.zero_grad()
+        loss_g = loss.g_loss(D(fake))
+        stats = {"loss_g": loss_g.data.astype("float64")}
+        loss_g.backward()
+    finally:
+        for p in d_params:
+            p.requires_grad = True
+    opt_g.step()
+    return stats
