@@ -346,7 +346,12 @@ def _sweep(args) -> int:
     doc = read_spec_file(args.spec) if args.spec else {}
     spec = build_spec(doc, grid=args.grid, settings=args.set, seeds=args.seeds, out=args.out,
                       workers=args.workers, threads=args.threads, scheduler=args.scheduler)
-    results = run_sweep(spec, interval=args.every, retry_failed=args.retry_failed)
+    try:
+        results = run_sweep(spec, interval=args.every, retry_failed=args.retry_failed)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every run keeps its last checkpoint; the same command continues "
+              f"the sweep in {spec.out}", file=sys.stderr)
+        return 130
     return 0 if all(r["state"] == "finished" for r in results) else 1
 
 

@@ -43,6 +43,9 @@ SETTINGS = ("dataset", "arch", "epochs", "steps", "batch_size", "lr", "lr_d", "l
 LENGTH = ("epochs", "steps")            # may grow between two runs of the same sweep
 SPEC_KEYS = ("title", "out", "seeds", "workers", "threads", "scheduler", "settings", "grid")
 STATUS = "sweep_run.json"
+# A killed worker costs a run at most this many steps, unless the spec sets checkpoint_every
+# (the trainer alone saves at the end of every epoch).
+CHECKPOINT_EVERY = 100
 
 
 class SweepError(ValueError):
@@ -82,7 +85,8 @@ class SweepSpec:
         for values in itertools.product(*(self.grid[k] for k in keys)):
             setting = dict(zip(keys, values, strict=True))
             for seed in self.seeds:
-                config = {**self.settings, **setting, "seed": seed, "progress": False}
+                config = {"checkpoint_every": CHECKPOINT_EVERY, **self.settings, **setting,
+                          "seed": seed, "progress": False}
                 out.append(Run(run_name(setting, seed), setting, seed, config))
         return out
 

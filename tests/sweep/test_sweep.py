@@ -170,3 +170,62 @@ def test_an_empty_grid_table_in_a_spec_file(tmp_path, capsys):
     spec.write_text('seeds = "0-1"\nepochs = 3\n')
     assert main(["sweep", str(spec), "--out", str(tmp_path / "x")]) == 2
     assert "unknown key(s) ['epochs']" in capsys.readouterr().err
+
+
+def test_the_summary_over_seeds():
+    from minigan.report.sweep import summarize
+
+    fds = {"a": [70.0, 125.0, 90.0], "b": [80.0, 84.0]}
+    rows = [{"setting": s, "state": "finished", "final_fd": v, "best_fd": v - 1, "modes": 9,
+             "collapse": int(v > 100), "minutes": 2.0} for s, vs in fds.items() for v in vs]
+    rows.append({**rows[0], "state": "failed", "final_fd": None})
+    got = {s["setting"]: s for s in summarize(rows)}
+    for s, vs in fds.items():
+        f = got[s]["final_fd"]
+        assert (f["n"], f["median"], f["min"], f["max"]) == (len(vs), np.median(vs), min(vs),
+                                                              max(vs))
+        assert f["std"] == pytest.approx(np.std(vs, ddof=1))
+    assert (got["a"]["runs"], got["a"]["finished"], got["a"]["failed"]) == (4, 3, 1)
+    assert (got["a"]["collapsed"], got["b"]["collapsed"]) == (1, 0)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="no Chromium at /usr/bin/chromium")
+def test_the_report_in_a_headless_browser(finished):
+    """Every image renders, every run's page is linked, and a click on a column sorts the
+    table by it."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--allow-file-access-from-files"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+            page.goto((finished / "report.html").as_uri())
+            page.wait_for_load_state("load")
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
+            assert len(images) == 3, images       # the spread, the best and the worst grid
+            assert all(width > 0 for _, width in images), images
+            col = [t.strip() for t in page.locator("table.sortable th").all_inner_texts()]
+            fd = col.index("final FD")
+
+            def column():
+                return [float(t) for t in page.locator(
+                    f"table.sortable tbody td:nth-child({fd + 1})").all_inner_texts()]
+
+            page.locator("table.sortable th").nth(fd).click()
+            assert column() == sorted(column())
+            page.locator("table.sortable th").nth(fd).click()
+            assert column() == sorted(column(), reverse=True)
+            links = page.eval_on_selector_all("table.sortable a", "els => els.map(e => "
+                                              "e.getAttribute('href'))")
+            assert sorted(links) == sorted(f"runs/{r['name']}/index.html"
+                                           for r in sweep.collect(finished))
+        finally:
+            browser.close()
+    assert not errors, errors
