@@ -435,8 +435,12 @@ def connect(spec: SweepSpec, timeout: float | None = None):
     return Client(cluster), cluster, threads
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)                   # a log file sees each line as it comes
+
+
 def run_sweep(spec: SweepSpec, client=None, interval: float = 30.0, retry_failed: bool = False,
-              echo=print) -> list[dict]:
+              echo=_say) -> list[dict]:
     """Train every unfinished run of the spec as a task, print progress, write the report;
     returns the gathered results. `client`: an existing distributed.Client to use; failed runs
     are trained again only with `retry_failed`."""

@@ -425,6 +425,9 @@ def plot_distributions(panels: Sequence[tuple[str, dict]], path: str | os.PathLi
         if label.startswith("%"):
             means = [np.mean(data[g]) * 100 if data.get(g) else 0.0 for g in groups]
             ax.bar(pos, means, color=colors, alpha=0.7)
+            for x, m, g in zip(pos, means, groups, strict=True):
+                ax.text(x, m + 2, f"{sum(map(bool, data.get(g, [])))}/{len(data.get(g, []))}",
+                        ha="center", fontsize=8)
             ax.set_ylim(0, 105)
             label = label[1:].strip() + " (% of runs)"
         else:

@@ -10,6 +10,7 @@ import pytest
 
 from minigan.gan import TrainConfig, Trainer
 from minigan.report import RunReport, refresh
+from minigan.testing import chromium_page
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
                              shutil.which("chromium") or "", shutil.which("chromium-browser")
@@ -73,33 +74,21 @@ def test_the_page_shows_an_eval_table_and_the_nearest_sheet(run, tmp_path):
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium): "
                                              "apt-get install -y chromium")
 def test_the_page_in_a_headless_browser(run):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    errors = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--allow-file-access-from-files"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.goto((run / "index.html").as_uri())
-            page.wait_for_load_state("load")
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.getAttribute('src'), e.complete, "
-                       "e.naturalWidth])")
-            assert len(images) >= 6, f"only {len(images)} images on the page"
-            for src, complete, width in images:
-                path = run / unquote(urlparse(src).path)
-                assert path.is_file(), f"the page shows {src}, which is not in the run folder"
-                assert complete and width > 0, f"{src} did not render (naturalWidth {width})"
-            grid = page.locator("#grid")
-            last = grid.get_attribute("src")
-            assert last == "samples/epoch_002.png", last
-            page.locator("#epoch").fill("0")            # moves the range input, fires 'input'
-            assert grid.get_attribute("src") == "samples/epoch_001.png"
-            assert page.locator("#epoch-label").inner_text() == "epoch 1"
-            page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
-        finally:
-            browser.close()
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with chromium_page((run / "index.html").as_uri(), CHROMIUM) as (page, errors):
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.getAttribute('src'), e.complete, "
+                   "e.naturalWidth])")
+        assert len(images) >= 6, f"only {len(images)} images on the page"
+        for src, complete, width in images:
+            path = run / unquote(urlparse(src).path)
+            assert path.is_file(), f"the page shows {src}, which is not in the run folder"
+            assert complete and width > 0, f"{src} did not render (naturalWidth {width})"
+        grid = page.locator("#grid")
+        last = grid.get_attribute("src")
+        assert last == "samples/epoch_002.png", last
+        page.locator("#epoch").fill("0")            # moves the range input, fires 'input'
+        assert grid.get_attribute("src") == "samples/epoch_001.png"
+        assert page.locator("#epoch-label").inner_text() == "epoch 1"
+        page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
     assert not errors, f"the page logged errors: {errors}"

@@ -18,6 +18,7 @@ distributed = pytest.importorskip("distributed")
 from minigan import sweep  # noqa: E402
 from minigan.cli import main  # noqa: E402
 from minigan.gan import load_checkpoint  # noqa: E402
+from minigan.testing import chromium_page  # noqa: E402
 
 # 40 steps of a tiny GAN on 8x8 ellipses, one epoch (its pictures and pixel FD at the end),
 # a checkpoint every 8 steps
@@ -196,36 +197,25 @@ CHROMIUM = "/usr/bin/chromium"
 def test_the_report_in_a_headless_browser(finished):
     """Every image renders, every run's page is linked, and a click on a column sorts the
     table by it."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    errors = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--allow-file-access-from-files"])
-        try:
-            page = browser.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.goto((finished / "report.html").as_uri())
-            page.wait_for_load_state("load")
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
-            assert len(images) == 3, images       # the spread, the best and the worst grid
-            assert all(width > 0 for _, width in images), images
-            col = [t.strip() for t in page.locator("table.sortable th").all_inner_texts()]
-            fd = col.index("final FD")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with chromium_page((finished / "report.html").as_uri(), CHROMIUM) as (page, errors):
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
+        assert len(images) == 3, images       # the spread, the best and the worst grid
+        assert all(width > 0 for _, width in images), images
+        col = [t.strip() for t in page.locator("table.sortable th").all_inner_texts()]
+        fd = col.index("final FD")
 
-            def column():
-                return [float(t) for t in page.locator(
-                    f"table.sortable tbody td:nth-child({fd + 1})").all_inner_texts()]
+        def column():
+            return [float(t) for t in page.locator(
+                f"table.sortable tbody td:nth-child({fd + 1})").all_inner_texts()]
 
-            page.locator("table.sortable th").nth(fd).click()
-            assert column() == sorted(column())
-            page.locator("table.sortable th").nth(fd).click()
-            assert column() == sorted(column(), reverse=True)
-            links = page.eval_on_selector_all("table.sortable a", "els => els.map(e => "
-                                              "e.getAttribute('href'))")
-            assert sorted(links) == sorted(f"runs/{r['name']}/index.html"
-                                           for r in sweep.collect(finished))
-        finally:
-            browser.close()
+        page.locator("table.sortable th").nth(fd).click()
+        assert column() == sorted(column())
+        page.locator("table.sortable th").nth(fd).click()
+        assert column() == sorted(column(), reverse=True)
+        links = page.eval_on_selector_all("table.sortable a", "els => els.map(e => "
+                                          "e.getAttribute('href'))")
+        assert sorted(links) == sorted(f"runs/{r['name']}/index.html"
+                                       for r in sweep.collect(finished))
     assert not errors, errors
