@@ -494,27 +494,31 @@ def run_sweep(spec: SweepSpec, client=None, interval: float = 30.0, retry_failed
     return results
 
 
-def _train_all(client, root: Path, todo: list[Run], threads: int | None, interval: float,
-               echo) -> None:
-    """Submit every run as a task and wait, printing a summary line every `interval` s and
-    whenever a run ends; a task lost for good (its workers kept dying) is recorded failed."""
+def _train_all(client, root: Path, todo: list[Run], threads, interval: float, echo) -> None:
+    """Hand the runs to the cluster as tasks, no more at a time than it has task slots (the
+    scheduler would otherwise queue a run behind another on a busy worker while one idles),
+    and wait, printing a line every `interval` s and whenever a run ends; a task lost for good
+    (its workers kept dying) is recorded as failed."""
     token = f"{time.time_ns():x}"
-    futures = {client.submit(train_run, str(root / "runs" / r.name), r.config, threads,
-                             key=f"minigan-{r.name}-{token}", pure=False): r for r in todo}
-    pending = dict(futures)
+    queue, running = list(todo), {}
     last = time.monotonic()
-    while pending:
+    while queue or running:
+        slots = max(1, sum(client.nthreads().values()))
+        while queue and len(running) < slots:
+            r = queue.pop(0)
+            running[client.submit(train_run, str(root / "runs" / r.name), r.config, threads,
+                                  key=f"minigan-{r.name}-{token}", pure=False)] = r
         time.sleep(0.2)
-        done = [f for f in pending if f.done()]
+        done = [f for f in running if f.done()]
         for fut in done:
-            run = pending.pop(fut)
+            run = running.pop(fut)
             if fut.status != "finished":      # lost: e.g. KilledWorker after repeated deaths
                 error = fut.exception()
                 _write_status(root / "runs" / run.name, state="failed",
                               error=f"{type(error).__name__}: {error}")
             echo(f"  {run.name}: {read_status(root / 'runs' / run.name).get('state')}")
         if done or time.monotonic() - last >= interval:
-            echo(progress_line(root, list(futures.values())))
+            echo(progress_line(root, todo))
             last = time.monotonic()
 
 
