@@ -21,9 +21,12 @@ setup(
         "cuda12": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20"],
         "cuda13": ["cupy-cuda13x>=13.6", "numba-cuda[cu13]>=0.20"],
         "test": ["pytest>=7", "hypothesis>=6", "numba-cuda[cu13]>=0.20", "playwright>=1.40",
-                 "onnx>=1.12", "onnxruntime>=1.13", "safetensors>=0.4"],
+                 "onnx>=1.12", "onnxruntime>=1.13", "safetensors>=0.4",
+                 "dask[distributed,diagnostics]>=2024.1"],
         "export": ["onnx>=1.12"],
         "bench": ["torch"],
+        # sweeps: many runs on Dask (a local cluster, or any scheduler), with its dashboard
+        "sweep": ["dask[distributed,diagnostics]>=2024.1"],
     },
     entry_points={"console_scripts": ["minigan=minigan.cli:main"]},
 )

@@ -1,5 +1,5 @@
 """The command line: python -m minigan train | sample | interpolate | eval | inspect | export |
-lab.
+lab | sweep.
 
     python -m minigan train --dataset mnist --arch dcgan --epochs 5 --out runs/mnist
     python -m minigan train --loss wgan-gp --epochs 5 --out runs/mnist-wgan
@@ -10,6 +10,7 @@ lab.
     python -m minigan inspect runs/mnist      # nearest training images, spectra, index.html
     python -m minigan export runs/mnist --format onnx -o G.onnx   # or safetensors, web
     python -m minigan lab ring --loss bce     # a GAN on 2-D points: frames, GIF, mode protocol
+    python -m minigan sweep examples/sweep_mnist.toml   # many runs on Dask, one report
 """
 
 from __future__ import annotations
@@ -151,6 +152,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="seed of the BatchNorm calibration noise, as minigan sample's --seed "
                         "(default 0)")
     _lab_parser(sub)
+    w = sub.add_parser("sweep", help="many runs across seeds and settings on Dask, and a "
+                                     "report comparing them (pip install 'minigan[sweep]')",
+                       description="Train the cross product of a grid of settings times seeds, "
+                                   "each run a run folder under SWEEP/runs/, as tasks on a "
+                                   "local Dask cluster or an existing scheduler; then write "
+                                   "SWEEP/report.html and report.md. Running it again skips "
+                                   "finished runs and continues the others.")
+    w.add_argument("spec", nargs="?", help="a .toml or .yaml spec (title, out, seeds, workers, "
+                                           "[settings], [grid]); the options below add to it")
+    w.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="sweep a setting over values, e.g. loss=bce,wgan-gp (repeatable)")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of every run, e.g. epochs=2 (repeatable; the names of "
+                        "`train`'s options, e.g. batch_size or batch-size)")
+    w.add_argument("--seeds", help="seeds of every setting: 0-4 or 0,3,7 (default 0)")
+    w.add_argument("--out", help="sweep folder (default sweeps/sweep)")
+    w.add_argument("--workers", type=int, help="worker processes of the local cluster "
+                                               "(default: one per core)")
+    w.add_argument("--threads", type=int, help="BLAS and numba threads per run (default: the "
+                                               "cores over the workers)")
+    w.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
+    w.add_argument("--retry-failed", action="store_true",
+                   help="train failed runs again (default: keep them as failed)")
+    w.add_argument("--every", type=float, default=30.0,
+                   help="seconds between progress lines (default 30)")
     return p
 
 
@@ -432,6 +459,21 @@ def _inspect(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from .sweep import build_spec, read_spec_file, run_sweep
+
+    doc = read_spec_file(args.spec) if args.spec else {}
+    spec = build_spec(doc, grid=args.grid, settings=args.set, seeds=args.seeds, out=args.out,
+                      workers=args.workers, threads=args.threads, scheduler=args.scheduler)
+    try:
+        results = run_sweep(spec, interval=args.every, retry_failed=args.retry_failed)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every run keeps its last checkpoint; the same command continues "
+              f"the sweep in {spec.out}", file=sys.stderr)
+        return 130
+    return 0 if all(r["state"] == "finished" for r in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -451,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "lab":
             return _lab(args, parser)
+        if args.command == "sweep":
+            return _sweep(args)
         return _interpolate(args)
     except TrainingInterrupted as e:
         print(f"\n{e}", file=sys.stderr)

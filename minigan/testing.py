@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -205,3 +206,25 @@ class OpTest:
         if isinstance(q, float) or not self.second_order:  # no graph: the VJP is constant
             return [None] * len(args)
         return grad(q, args, allow_unused=True)
+
+
+@contextmanager
+def chromium_page(url: str, executable: str):
+    """(page, errors) of `url` loaded in a headless Chromium (Playwright) that may read local
+    files; `errors` collects page errors and failed requests as the page is used."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable,
+                                    args=["--allow-file-access-from-files"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
+            page.goto(url)
+            page.wait_for_load_state("load")
+            yield page, errors
+        finally:
+            browser.close()

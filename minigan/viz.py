@@ -474,3 +474,44 @@ def plot_protocol(records: Sequence[dict], path: str | os.PathLike,
     axes[1].set_ylim(-2, 102)
     axes[-1].set_xlabel("step")
     return _save(fig, path)
+# ---- sweeps: one value per run, many runs per setting ---------------------------------------
+
+def plot_distributions(panels: Sequence[tuple[str, dict]], path: str | os.PathLike,
+                       title: str | None = None) -> Path:
+    """Side-by-side panels, each (y label, {group: [value per run]}): a box per group with
+    every run drawn over it as a point (jittered sideways, seeded, so a redraw is the same).
+    A panel whose label starts with '%' shows each group's mean as a bar instead (a fraction
+    of runs, e.g. how many collapsed). Groups without a value are left empty."""
+    panels = list(panels)
+    groups = list(dict.fromkeys(g for _, d in panels for g in d))
+    fig = _figure(max(3.2, 0.9 * len(groups) + 1.6) * len(panels), 3.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    rng = np.random.default_rng(0)
+    colors = [f"C{i % 10}" for i in range(len(groups))]
+    for ax, (label, data) in zip(axes, panels, strict=True):
+        pos = np.arange(1, len(groups) + 1)
+        if label.startswith("%"):
+            means = [np.mean(data[g]) * 100 if data.get(g) else 0.0 for g in groups]
+            ax.bar(pos, means, color=colors, alpha=0.7)
+            for x, m, g in zip(pos, means, groups, strict=True):
+                ax.text(x, m + 2, f"{sum(map(bool, data.get(g, [])))}/{len(data.get(g, []))}",
+                        ha="center", fontsize=8)
+            ax.set_ylim(0, 105)
+            label = label[1:].strip() + " (% of runs)"
+        else:
+            values = [np.asarray([v for v in data.get(g, []) if v is not None], np.float64)
+                      for g in groups]
+            filled = [i for i, v in enumerate(values) if v.size]
+            if filled:
+                ax.boxplot([values[i] for i in filled], positions=pos[filled], widths=0.5,
+                           showfliers=False, medianprops={"color": "black"})
+            for i, v in enumerate(values):
+                x = pos[i] + rng.uniform(-0.12, 0.12, v.size)
+                ax.plot(x, v, "o", color=colors[i], ms=5, alpha=0.8, zorder=3)
+        ax.set_xticks(pos, [g.replace(" ", "\n") for g in groups], fontsize=8)
+        ax.set_xlim(0.4, len(groups) + 0.6)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

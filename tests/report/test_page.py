@@ -10,6 +10,7 @@ import pytest
 
 from minigan.gan import TrainConfig, Trainer
 from minigan.report import RunReport, refresh
+from minigan.testing import chromium_page
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser",
                              shutil.which("chromium") or "", shutil.which("chromium-browser")
@@ -70,34 +71,14 @@ def test_the_page_shows_an_eval_table_and_the_nearest_sheet(run, tmp_path):
     assert 'src="nearest.png"' in page and "ratio 1.25" in page
 
 
-def _browse(index: Path, check) -> None:
-    """Open `index` in headless Chromium, run check(page, images) with every image's (src,
-    complete, naturalWidth), and fail on any console error, page error or failed request."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    errors = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--allow-file-access-from-files"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.goto(index.as_uri())
-            page.wait_for_load_state("load")
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.getAttribute('src'), e.complete, "
-                       "e.naturalWidth])")
-            check(page, images)
-        finally:
-            browser.close()
-    assert not errors, f"the page logged errors: {errors}"
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium): "
                                              "apt-get install -y chromium")
 def test_the_page_in_a_headless_browser(run):
-    def check(page, images):
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with chromium_page((run / "index.html").as_uri(), CHROMIUM) as (page, errors):
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.getAttribute('src'), e.complete, "
+                   "e.naturalWidth])")
         assert len(images) >= 6, f"only {len(images)} images on the page"
         for src, complete, width in images:
             path = run / unquote(urlparse(src).path)
@@ -110,8 +91,7 @@ def test_the_page_in_a_headless_browser(run):
         assert grid.get_attribute("src") == "samples/epoch_001.png"
         assert page.locator("#epoch-label").inner_text() == "epoch 1"
         page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
-
-    _browse(run / "index.html", check)
+    assert not errors, f"the page logged errors: {errors}"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +121,10 @@ def test_the_lab_page_names_what_the_run_folder_holds(lab_run):
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable (/usr/bin/chromium): "
                                              "apt-get install -y chromium")
 def test_the_lab_page_in_a_headless_browser(lab_run):
-    def check(page, images):
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with chromium_page((lab_run / "index.html").as_uri(), CHROMIUM) as (page, errors):
+        images = page.eval_on_selector_all(
+            "img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
         assert {src for src, _, _ in images} == {
             "frames/step_0000004.png", "lab.gif", "protocol.png", "curves.png"}
         for src, complete, width in images:
@@ -152,5 +135,4 @@ def test_the_lab_page_in_a_headless_browser(lab_run):
         assert page.locator("#epoch-label").inner_text() == "step 2"
         page.wait_for_function("document.getElementById('grid').naturalWidth > 0")
         page.screenshot(path=str(lab_run / "page.png"), full_page=True)
-
-    _browse(lab_run / "index.html", check)
+    assert not errors, f"the lab page logged errors: {errors}"
