@@ -55,3 +55,22 @@ def test_latent_walk_rows_go_from_one_point_to_another():
     np.testing.assert_array_equal(z, latent_walk(3, 5, 8, seed=2))
     with pytest.raises(ValueError, match="slerp"):
         latent_walk(3, 5, 8, method="cubic")
+
+
+def test_calibrate_gives_the_model_the_statistics_generate_draws_with():
+    """What an exported generator holds: after calibrate, G's plain eval-mode output is
+    generate's, and the statistics are no longer the stored ones."""
+    import copy
+
+    from minigan import no_grad
+    from minigan.gan.sampling import calibrate
+
+    G, _, _ = build("dcgan", (1, 28, 28), 8, width=4)
+    z = np.random.default_rng(1).standard_normal((5, 8), dtype=np.float32)
+    want = generate(copy.deepcopy(G), z, batch_size=16, seed=3)
+    before = G.state_dict()["1.running_var"].copy()
+    calibrate(G, 8, batch_size=16, seed=3)
+    assert not G.training and not np.allclose(G.state_dict()["1.running_var"], before)
+    with no_grad():
+        got = G(z).data
+    np.testing.assert_array_equal(got, want)

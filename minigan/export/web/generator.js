@@ -165,11 +165,14 @@ const MiniganGenerator = (function () {
   // Spherical interpolation, as minigan.gan.slerp: the great circle from a to b.
   function slerp(a, b, t) {
     let na = 0, nb = 0, dot = 0;
-    for (let i = 0; i < a.length; i++) { na += a[i] * a[i]; nb += b[i] * b[i]; dot += a[i] * b[i]; }
+    for (let i = 0; i < a.length; i++) {
+      na += a[i] * a[i]; nb += b[i] * b[i]; dot += a[i] * b[i];
+    }
     na = Math.sqrt(na); nb = Math.sqrt(nb);
     const omega = Math.acos(Math.min(1, Math.max(-1, dot / (na * nb)))), so = Math.sin(omega);
     const safe = so > 1e-6;
-    const wa = safe ? Math.sin((1 - t) * omega) / so : 1 - t, wb = safe ? Math.sin(t * omega) / so : t;
+    const wa = safe ? Math.sin((1 - t) * omega) / so : 1 - t;
+    const wb = safe ? Math.sin(t * omega) / so : t;
     const out = new Float32Array(a.length);
     for (let i = 0; i < a.length; i++) out[i] = wa * a[i] + wb * b[i];
     return out;
