@@ -70,12 +70,13 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path, quick_curves):
         if trainer.step == 4:
             os.kill(os.getpid(), signal.SIGINT)
 
+    before = signal.getsignal(signal.SIGINT)   # default, or ignored under nohup
     part = Trainer(_config(tmp_path, "part"), callbacks=[press_ctrl_c])
     with pytest.raises(TrainingInterrupted) as e:
         part.fit()
     assert isinstance(e.value, KeyboardInterrupt) and "--resume" in str(e.value)
     assert load_checkpoint(e.value.checkpoint)["step"] == 4
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before, "SIGINT's handler was not restored"
     resumed = Trainer.resume(tmp_path / "part")
     resumed.fit()
     _assert_identical(whole, resumed)
