@@ -153,7 +153,7 @@ class Function:
 
     def __call__(self, *inputs):
         xs = inputs
-        if not all(type(x) is Tensor for x in inputs):     # wrap arrays and numbers once
+        if not all(isinstance(x, Tensor) for x in inputs):  # wrap arrays and numbers once
             like = _first_tensor(inputs)
             xs = tuple(as_tensor(x, like=like) for x in inputs)
         if len(xs) > 1 and any(type(x.data) is not np.ndarray for x in xs):
