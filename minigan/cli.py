@@ -30,7 +30,7 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
              "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
-             "label_smoothing", "ema", "gp_lambda", "n_critic", "data_root")
+             "label_smoothing", "lr_decay", "ema", "gp_lambda", "n_critic", "data_root")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals")
 
@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                         "with Adam 1e-4, betas (0, 0.9) unless --lr/--beta1 say otherwise")
     t.add_argument("--label-smoothing", type=float,
                    help="one-sided: real label 1 - s for D (bce only)")
+    t.add_argument("--lr-decay", type=float, metavar="FRACTION",
+                   help="let both learning rates fall linearly to 0 over this last fraction of "
+                        "training (e.g. 0.5; default 0: constant)")
     t.add_argument("--ema", type=float, metavar="DECAY",
                    help="draw samples, grids and metrics with an exponential moving average of "
                         "G's weights (e.g. 0.99; default 0: off)")

@@ -44,6 +44,7 @@ from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
 from ..optim import AveragedModel, get_ema_multi_avg_fn
+from ..optim.lr_scheduler import LambdaLR
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from .distance import PixelFrechet
@@ -83,6 +84,8 @@ class TrainConfig:
     width: int = 64                     # layer width multiplier (64: the recipes' own size)
     loss: str = "bce"                   # bce | hinge | wgan-gp
     label_smoothing: float = 0.0        # bce only
+    lr_decay: float = 0.0               # fraction of training, at its end, over which both
+                                        # learning rates fall linearly to 0 (0: constant)
     ema: float = 0.0                    # decay of an exponential moving average of G's weights
                                         # that draws every sample, grid and metric (0: off, G's
                                         # own weights draw)
@@ -220,6 +223,11 @@ class Trainer:
         self.loader = DataLoader(self.images, self.recipe.batch_size, shuffle=True,
                                  drop_last=True, flip=config.flip,
                                  seed=_seed_for(config.seed, 1), device=self.device)
+        if not 0.0 <= config.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay is the fraction of training over which the learning "
+                             f"rates fall to 0, in [0, 1]; got {config.lr_decay}")
+        self.schedulers = ([LambdaLR(opt, self.lr_factor) for opt in (self.opt_g, self.opt_d)]
+                           if config.lr_decay else [])
         self.fixed_noise = np.random.default_rng(_seed_for(config.seed, 2)).standard_normal(
             (64, config.z_dim), dtype=np.float32)
         self.callbacks = [EpochViews()] + [LayerStatistics()] * bool(config.log_internals) + [
@@ -260,6 +268,13 @@ class Trainer:
     def total_steps(self) -> int:
         return self.config.total_steps(len(self.loader), self.n_critic)
 
+    def lr_factor(self, step: int) -> float:
+        """The learning rates' factor at `step`: 1, then falling linearly over the last
+        `lr_decay` of training to 1/D at the last step (0 after it), D the decay's length."""
+        total = self.total_steps
+        start = total - round(self.config.lr_decay * total)
+        return 1.0 if step < start else max(0.0, (total - step) / (total - start))
+
     @property
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoints" / "last.npz"
@@ -282,6 +297,9 @@ class Trainer:
         self.fixed_noise = np.asarray(state["fixed_noise"], np.float32)
         self.step, self.epochs_drawn = int(state["step"]), int(state["epochs_drawn"])
         self.elapsed = float(state["elapsed"])
+        for sched in self.schedulers:        # the schedule is a function of the step alone
+            sched.last_epoch = self.step - 1
+            sched.step()
         self._window_n = int(state["window"]["n"])
         self._window = {k: float(v) for k, v in state["window"]["sums"].items()}
         self._saved_step = self.step
@@ -355,6 +373,8 @@ class Trainer:
         stats = {k: v / len(reals) for k, v in sums.items()}
 
         stats.update(g_update(D, self.opt_g, self.loss, fake))
+        for sched in self.schedulers:
+            sched.step()
         if self.G_ema is not None:
             self.G_ema.update_parameters(G)
         return stats
@@ -490,6 +510,8 @@ class Trainer:
         n = self._window_n
         if n:
             record.update({k: v / n for k, v in self._window.items()})
+        if self.schedulers:
+            record["lr_g"], record["lr_d"] = self.opt_g.lr, self.opt_d.lr
         record.update(extra)
         record["seconds"] = round(self._seconds(), 3)
         self._window, self._window_n = {}, 0

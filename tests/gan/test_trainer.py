@@ -82,6 +82,33 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path, quick_curves):
     _assert_identical(whole, resumed)
 
 
+def test_lr_decay_follows_its_schedule_and_resumes_exactly(tmp_path, quick_curves):
+    """--lr-decay 0.5 over 12 steps: lr constant for 6 steps, then 6/6, 5/6, ... 1/6 of it
+    (the lr of each step is logged after it, so a record shows the next step's); a run
+    interrupted at step 7 resumes onto the same schedule and the same weights."""
+    whole = Trainer(_config(tmp_path, "whole", lr_decay=0.5, log_every=1))
+    base = whole.opt_g.lr
+    assert base == whole.recipe.lr_g and whole.opt_d.lr == whole.recipe.lr_d
+    whole.fit()
+    logged = [r["lr_g"] for r in whole.records if "loss_d" in r]   # one per step
+    expected = [base * f for f in [1] * 5 + [6 / 6, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0]]
+    np.testing.assert_allclose(logged, expected, rtol=1e-12, atol=0)
+    assert [whole.lr_factor(s) for s in (0, 5, 6, 11, 12)] == [1.0, 1.0, 1.0, 1 / 6, 0.0]
+
+    def stop_at_7(trainer, stats):
+        if trainer.step == 7:
+            trainer._stop_requested = True
+    part = Trainer(_config(tmp_path, "part", lr_decay=0.5, log_every=1), callbacks=[stop_at_7])
+    with pytest.raises(TrainingInterrupted):
+        part.fit()
+    resumed = Trainer.resume(tmp_path / "part")
+    assert resumed.opt_g.lr == pytest.approx(base * 5 / 6, rel=1e-12)
+    resumed.fit()
+    _assert_identical(whole, resumed)
+    with pytest.raises(ValueError, match="lr_decay"):
+        Trainer(_config(tmp_path, "bad", lr_decay=1.5))
+
+
 class NaNAfter(BCELoss):
     """BCE whose generator loss turns NaN at a given call."""
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import backend
-from .kernels import optim as K
-from .nn.module import Module, Parameter
+from .. import backend
+from ..kernels import optim as K
+from ..nn.module import Module, Parameter
 
 
 class Optimizer:
@@ -199,3 +199,6 @@ class AveragedModel(Module):
         for a, c in zip(my_copies, their_copies):
             a[...] = c
         self.n_averaged = np.asarray(n + 1, np.int64)
+
+
+from . import lr_scheduler  # noqa: E402,F401  (minigan.optim.lr_scheduler, as torch's)
