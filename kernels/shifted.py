@@ -154,43 +154,107 @@ def _plan(kh, kw, sh, sw, ph, pw):
     return plan
 
 
-def _calls(plan, oh, ow, hp, wp, n):
-    """(plan index, output offset, phase-image offset, columns) of each BLAS call, offsets in
-    elements: one per covered output row of a shift, or one for all of its rows when they are
-    whole rows on both sides (contiguous in both)."""
-    for g, (dy, dx, _, _) in enumerate(plan):
-        y0, y1 = max(0, -dy), min(oh, hp - dy)
-        x0, x1 = max(0, -dx), min(ow, wp - dx)
-        if y0 >= y1 or x0 >= x1:
-            continue  # this shift only ever reads padding
-        if x0 == 0 and x1 == ow == wp:
-            yield g, y0 * ow * n, (y0 + dy) * wp * n, (y1 - y0) * ow * n
-            continue
-        for oy in range(y0, y1):
-            yield g, (oy * ow + x0) * n, ((oy + dy) * wp + x0 + dx) * n, (x1 - x0) * n
-
-
 def _phase_size(h, s):
     return -(-h // s)  # the largest phase: rows py, py + s, ... for py = 0
 
 
-def split(x, sh, sw):
-    """x (C, H, W, N) -> its stacked phase images (sh*sw*C, ceil(H/sh), ceil(W/sw), N), rows
-    (phase, channel); x itself for stride 1. Made once per input and shared by the forward pass
-    and the weight gradient."""
-    if sh == sw == 1 or x.ndim == 5:
-        return _f32(x)
+class Phases:
+    """The stacked phase images of x (C, H, W, N) in the gap layout of one convolution.
+
+    `buf` is (P * C, L), rows (phase, channel). In a row, phase pixel (r, c) of image b is at
+    `base + (r * wq + c) * n + b`: each phase row is `wq` >= `wp` pixels wide, its last
+    `wq - wp` pixels zero, and `base` zeros lie before row 0 and enough after the last row.
+    Output pixel (oy, ox) of the convolution is at (oy * wq + ox) * n of an output buffer with
+    the same row width, so a tap with shift (dy, dx) reads the input at a constant offset
+    ((dy * wq + dx) * n) from what it writes: a window of output rows is one GEMM, whatever
+    the shift. A read left of column 0 lands on the previous row's zero columns, one right of
+    column wp - 1 on this row's: the zeros stand for the padding. The output's columns
+    ox >= ow are not part of the result."""
+
+    __slots__ = ("buf", "c", "hp", "wp", "wq", "n", "base")
+
+    def __init__(self, buf, c, hp, wp, wq, n, base):
+        self.buf, self.c, self.hp, self.wp, self.wq, self.n, self.base = (buf, c, hp, wp, wq,
+                                                                          n, base)
+
+
+GAP_WASTE = 12  # gap columns are used when they add at most 1/12 to a GEMM's columns
+
+
+def _layout(plan, wp, ow):
+    """(row width wq, zero pixels before row 0, after the last row) for these shifts.
+
+    With enough zero columns at the end of each row every shift is one GEMM over all its
+    rows, but those columns are multiplied too; so rows get them only when they are wide
+    (the 32x32 and 16x16 maps of a DCGAN), and narrow maps keep wq = wp: there the shifts
+    with dx != 0 are one GEMM per output row (`_pieces`)."""
+    lo = min(dx for _, dx, _, _ in plan)
+    hi = max(dx for _, dx, _, _ in plan)
+    extra = max(0, -lo, ow - wp + max(hi, 0))
+    wq = wp + extra if extra * GAP_WASTE <= wp else max(wp, ow)
+    return wq, max(0, -lo), max(0, hi)
+
+
+def _pieces(plan, oh, ow, hp, wp, wq):
+    """The GEMMs of a convolution as (plan index, first, last + 1 output pixel), pixels
+    numbered row-major over oh x wq: one per shift that fits its rows' zero columns (all of
+    its rows that meet the input at once), else one per output row (the columns that read
+    the input only)."""
+    out = []
+    for g, (dy, dx, _, _) in enumerate(plan):
+        y0, y1 = max(0, -dy), min(oh, hp - dy)
+        if y0 >= y1:
+            continue                     # this shift only ever reads padding
+        if -dx <= wq - wp and dx <= wq - ow:
+            out.append((g, y0 * wq, y1 * wq))
+            continue
+        x0, x1 = max(0, -dx), min(ow, wp - dx)
+        if x0 < x1:
+            out.extend((g, oy * wq + x0, oy * wq + x1) for oy in range(y0, y1))
+    return out
+
+
+def split(x, sh, sw, kh, kw, ph, pw, oh, ow):
+    """x (C, H, W, N) -> its `Phases` for this convolution (x itself when already split).
+    Made once per input and shared by the forward pass and the weight gradient."""
+    if isinstance(x, Phases):
+        return x
     c, h, w, n = x.shape
     hp, wp = _phase_size(h, sh), _phase_size(w, sw)
-    out = np.empty((sh * sw, c, hp, wp, n), np.float32)
+    wq, front, back = _layout(_plan(kh, kw, sh, sw, ph, pw), wp, ow)
+    if sh == sw == 1 and wq == wp and front == back == 0:
+        return Phases(_f32(x).reshape(c, -1), c, hp, wp, wq, n, 0)  # no copy needed
+    base, size = front * n, hp * wq * n
+    buf = np.empty((sh * sw * c, base + size + back * n), np.float32)
+    buf[:, :base] = 0
+    buf[:, base + size:] = 0
+    img = buf[:, base:base + size].reshape(sh * sw, c, hp, wq, n)
     for py in range(sh):
         for px in range(sw):
             part = x[:, py::sh, px::sw, :]
-            dst = out[py * sw + px]
+            dst = img[py * sw + px]
             dst[:, :part.shape[1], :part.shape[2]] = part
             dst[:, part.shape[1]:] = 0
-            dst[:, :, part.shape[2]:] = 0
-    return out
+            dst[:, :part.shape[1], part.shape[2]:] = 0
+    return Phases(buf, c, hp, wp, wq, n, base)
+
+
+def _grid(y, wq):
+    """y (C, oh, ow, N) on an output grid of row width wq: (C, oh * wq * N), zero in the
+    columns ox >= ow (they then add nothing to the sums that read them)."""
+    c, oh, ow, n = y.shape
+    if wq == ow:
+        return _f32(y).reshape(c, -1)
+    out = np.zeros((c, oh, wq, n), np.float32)
+    out[:, :, :ow] = y
+    return out.reshape(c, -1)
+
+
+def _compact(buf, c, rows, wq, w, n):
+    """The first w of every wq pixels of (c, rows * wq * n) memory, as contiguous (c, rows, w,
+    n)."""
+    img = buf.reshape(c, rows, wq, n)
+    return img if wq == w else np.ascontiguousarray(img[:, :, :w])
 
 
 def _to_taps(w):
@@ -217,41 +281,33 @@ def _tap_rows(w, plan):
             for _, _, _, taps in plan]
 
 
-def _geometry(stacked):
-    """(phase height, phase width, N, channel-row stride) of (stacked) phase images."""
-    hp, wp, n = stacked.shape[-3:]
-    return hp, wp, n, hp * wp * n
-
-
-def _first_covers(calls, size):
-    """Whether the first call writes a whole target of `size` columns (then the target need not
-    be zeroed first: that call runs with beta = 0)."""
-    return bool(calls) and calls[0][1] == 0 and calls[0][3] == size
-
-
 def conv2d(x, w, sh, sw, ph, pw, oh, ow):
     """x (Ci, H, W, N) or its `split`, w (Co, Ci, kh, kw) -> out (Co, oh, ow, N)."""
-    xs = split(x, sh, sw)
     co, ci, kh, kw = w.shape
-    hp, wp, n, ld = _geometry(xs)
+    xs = split(x, sh, sw, kh, kw, ph, pw, oh, ow)
+    wq, n, ld = xs.wq, xs.n, xs.buf.shape[1]
     plan = _plan(kh, kw, sh, sw, ph, pw)
     rows = _tap_rows(w, plan)
-    calls = list(_calls(plan, oh, ow, hp, wp, n))
-    fresh = _first_covers(calls, oh * ow * n)  # the centre shift, in a 'same' convolution
-    out = (np.empty if fresh else np.zeros)((co, oh, ow, n), np.float32)
-    x_ptr, o_ptr = xs.ctypes.data, out.ctypes.data
+    pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
+    size = oh * wq * n
+    fresh = bool(pieces) and pieces[0][1:] == (0, oh * wq)  # the first GEMM writes all
+    out = (np.empty if fresh else np.zeros)((co, size), np.float32)
+    x_ptr, o_ptr = xs.buf.ctypes.data, out.ctypes.data
     a_ptrs = [a.ctypes.data for a in rows]
-    def chunk(r0, r1):  # output channels r0 .. r1-1
-        for c, (g, o_off, x_off, cols) in enumerate(calls):
-            k = len(plan[g][3]) * ci
-            _gemm(True, False, r1 - r0, cols, k, a_ptrs[g] + 4 * r0, co,
-                  x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
-                  0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * (r0 * oh * ow * n + o_off),
-                  oh * ow * n)
+
+    def chunk(q0, q1):  # output pixels q0 .. q1-1 (row-major over oh x wq)
+        for c, (g, u0, u1) in enumerate(pieces):
+            a, b = max(q0, u0), min(q1, u1)
+            if a >= b:
+                continue
+            dy, dx, p0, taps = plan[g]
+            _gemm(True, False, co, (b - a) * n, len(taps) * ci, a_ptrs[g], co,
+                  x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
+                  0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * a * n, size)
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
-        POOL.run(co, chunk)
-    return out
+        POOL.run(oh * wq, chunk)
+    return _compact(out, co, oh, wq, ow, n)
 
 
 def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
@@ -259,67 +315,70 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
     w (Co, Ci, kh, kw) -> gx (Ci, h, wd, N)."""
     co, oh, ow, n = gy.shape
     _, ci, kh, kw = w.shape
-    gy = _f32(gy)
     hp, wp = _phase_size(h, sh), _phase_size(wd, sw)
-    ld = hp * wp * n
     plan = _plan(kh, kw, sh, sw, ph, pw)
+    wq, _, _ = _layout(plan, wp, ow)
+    g_grid = _grid(gy, wq)
     rows = _tap_rows(w, plan)
-    calls = list(_calls(plan, oh, ow, hp, wp, n))
-    # the first call may cover every phase image whole (its run holds all sh*sw phases)
-    fresh = _first_covers(calls, ld) and plan[calls[0][0]][2] == 0 and \
-        len(plan[calls[0][0]][3]) == sh * sw
-    gs = (np.empty if fresh else np.zeros)((sh * sw, ci, hp, wp, n), np.float32)
-    g_ptr, s_ptr = gy.ctypes.data, gs.ctypes.data
+    pieces = _pieces(plan, oh, ow, hp, wp, wq)
+    ld = hp * wq * n                     # phase images without margins: writes outside are
+    gs = np.zeros((sh * sw * ci, ld), np.float32)   # padding, and are left out
+    g_ptr, s_ptr = g_grid.ctypes.data, gs.ctypes.data
     a_ptrs = [a.ctypes.data for a in rows]
-    def chunk(r0, r1):  # rows (phase, channel) r0 .. r1-1 of the stacked phase images
-        for c, (g, o_off, x_off, cols) in enumerate(calls):
-            first = plan[g][2] * ci
-            lo, hi = max(r0, first), min(r1, first + len(plan[g][3]) * ci)
-            if lo < hi:
-                _gemm(False, False, hi - lo, cols, co, a_ptrs[g] + 4 * (lo - first) * co, co,
-                      g_ptr + 4 * o_off, oh * ow * n, 0.0 if fresh and c == 0 else 1.0,
-                      s_ptr + 4 * (lo * ld + x_off), ld)
+
+    def chunk(q0, q1):  # phase pixels q0 .. q1-1: each written by this chunk alone
+        for g, u0, u1 in pieces:
+            dy, dx, p0, taps = plan[g]
+            shift = dy * wq + dx
+            a, b = max(q0, u0 + shift), min(q1, u1 + shift)
+            if a < b:
+                _gemm(False, False, len(taps) * ci, (b - a) * n, co, a_ptrs[g], co,
+                      g_ptr + 4 * (a - shift) * n, oh * wq * n, 1.0,
+                      s_ptr + 4 * (p0 * ci * ld + a * n), ld)
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
-        POOL.run(sh * sw * ci, chunk)
+        POOL.run(hp * wq, chunk)
     if sh == sw == 1:
-        return gs[0]
+        return _compact(gs, ci, hp, wq, wd, n)
+    img = gs.reshape(sh * sw, ci, hp, wq, n)
     gx = np.empty((ci, h, wd, n), np.float32)
     for py in range(sh):
         for px in range(sw):
             part = gx[:, py::sh, px::sw, :]
-            part[...] = gs[py * sw + px, :, :part.shape[1], :part.shape[2]]
+            part[...] = img[py * sw + px, :, :part.shape[1], :part.shape[2]]
     return gx
 
 
 def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
     """d<conv2d(x, w), gy>/dw: x (Ci, H, W, N) or its `split`, gy (Co, oh, ow, N)
-    -> (Co, Ci, kh, kw)."""
-    xs = split(x, sh, sw)
-    co, oh, ow, _ = gy.shape
-    ci = xs.shape[-4]
-    hp, wp, n, ld = _geometry(xs)
-    gy = _f32(gy)
+    -> (Co, Ci, kh, kw). The sums over output pixels are cut into the pool's chunks, each
+    summing into its own buffer; the buffers are then added in a fixed order."""
+    co, oh, ow, n = gy.shape
+    xs = split(x, sh, sw, kh, kw, ph, pw, oh, ow)
+    ci, wq, ld = xs.c, xs.wq, xs.buf.shape[1]
     plan = _plan(kh, kw, sh, sw, ph, pw)
-    gwt = np.zeros((kh, kw, ci, co), np.float32)  # taps that only meet padding stay zero
-    # single-tap GEMMs write their (Ci, Co) block of gwt directly; stacked ones go to a buffer
-    outs = [gwt[taps[0]] if len(taps) == 1 else np.zeros((len(taps) * ci, co), np.float32)
-            for _, _, _, taps in plan]
-    x_ptr, g_ptr = xs.ctypes.data, gy.ctypes.data
-    c_ptrs = [a.ctypes.data for a in outs]
-    calls = list(_calls(plan, oh, ow, hp, wp, n))
+    g_grid = _grid(gy, wq)
+    pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
+    offsets = [int(o) for o in np.cumsum([0] + [len(t) * ci for _, _, _, t in plan])]
+    bounds = POOL.bounds(oh * wq)
+    parts = np.zeros((len(bounds) - 1, offsets[-1], co), np.float32)  # rows (group, tap, ci)
+    x_ptr, g_ptr, p_ptr = xs.buf.ctypes.data, g_grid.ctypes.data, parts.ctypes.data
 
-    def chunk(r0, r1):  # output channels r0 .. r1-1: columns of the (tap, Ci) x Co blocks
-        for g, o_off, x_off, cols in calls:
-            k = len(plan[g][3]) * ci
-            _gemm(False, True, k, r1 - r0, cols, x_ptr + 4 * (plan[g][2] * ci * ld + x_off), ld,
-                  g_ptr + 4 * (r0 * oh * ow * n + o_off), oh * ow * n, 1.0, c_ptrs[g] + 4 * r0,
-                  co)
+    def chunk(q0, q1):
+        part = p_ptr + 4 * bounds.index(q0) * offsets[-1] * co
+        for g, u0, u1 in pieces:
+            a, b = max(q0, u0), min(q1, u1)
+            if a < b:
+                dy, dx, p0, taps = plan[g]
+                _gemm(False, True, len(taps) * ci, co, (b - a) * n,
+                      x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
+                      g_ptr + 4 * a * n, oh * wq * n, 1.0, part + 4 * offsets[g] * co, co)
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
-        POOL.run(co, chunk)
-    for (_, _, _, taps), m in zip(plan, outs):
-        if len(taps) > 1:
-            for t, tap in enumerate(taps):
-                gwt[tap] = m[t * ci:(t + 1) * ci]
+        POOL.run(oh * wq, chunk)
+    total = parts[0] if len(parts) == 1 else parts.sum(axis=0)
+    gwt = np.zeros((kh, kw, ci, co), np.float32)  # taps that only meet padding stay zero
+    for g, (_, _, _, taps) in enumerate(plan):
+        for t, tap in enumerate(taps):
+            gwt[tap] = total[offsets[g] + t * ci:offsets[g] + (t + 1) * ci]
     return _from_taps(gwt)

@@ -40,11 +40,16 @@ class RowPool:
         self.width, self.min_rows, self.max_chunks = width, min_rows, max_chunks
         self._executor = None
 
-    def run(self, total: int, fn) -> None:
-        # The chunks depend on `total` alone, never on the width: BLAS rounds a GEMM cut in two
-        # differently from the whole, so this keeps results bit for bit the same at any width.
+    def bounds(self, total: int) -> list[int]:
+        """The chunks' boundaries: 0 = b[0] < b[1] < ... < b[-1] = total. They depend on
+        `total` (and max_chunks) alone, never on the width: BLAS rounds a GEMM cut in two
+        differently from the whole, so this keeps results bit for bit the same at any width."""
         chunks = max(1, min(total // self.min_rows, self.max_chunks))
-        bounds = [total * i // chunks for i in range(chunks + 1)]
+        return [total * i // chunks for i in range(chunks + 1)]
+
+    def run(self, total: int, fn) -> None:
+        bounds = self.bounds(total)
+        chunks = len(bounds) - 1
         if self.width <= 1 or chunks == 1:
             for i in range(chunks):
                 fn(bounds[i], bounds[i + 1])

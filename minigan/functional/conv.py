@@ -66,7 +66,8 @@ class Conv2d(Function):
         oh = _out_size(h, kh, sh, ph, "conv2d")
         ow = _out_size(wd, kw, sw, pw, "conv2d")
         if S.suits(x, w, (ci, co)):
-            pre = self.pre if self.pre is not None else S.split(_chwn(x), sh, sw)
+            pre = (self.pre if self.pre is not None
+                   else S.split(_chwn(x), sh, sw, kh, kw, ph, pw, oh, ow))
             y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow)
         else:
             pre = (self.pre if self.pre is not None
@@ -121,7 +122,7 @@ class ConvTranspose2d(Function):
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = w.shape[2:]
         if S.suits(gy.data, w.data, w.shape[:2]):
-            pre = S.split(_chwn(gy.data), sh, sw)  # for both grads
+            pre = S.split(_chwn(gy.data), sh, sw, kh, kw, ph, pw, *x.shape[2:])  # both grads
         else:
             pre = K.im2col(_chwn(gy.data), kh, kw, sh, sw, ph, pw, *x.shape[2:])
         gx = gw = None
@@ -144,7 +145,7 @@ class Conv2dGradWeight(Function):
         oh, ow = gy.shape[2:]
         pre, self.pre = self.pre, None
         if S.suits(x, gy, self.w_shape[:2]):
-            xs = pre if pre is not None else S.split(_chwn(x), sh, sw)
+            xs = pre if pre is not None else S.split(_chwn(x), sh, sw, kh, kw, ph, pw, oh, ow)
             return S.conv2d_weight_grad(xs, _chwn(gy), sh, sw, ph, pw, kh, kw)
         col = pre if pre is not None else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow)
         return (_rows(gy) @ col.T).reshape(self.w_shape)

@@ -6,6 +6,8 @@ is within K * 2^-24 * sum(|products|) of the exact one (Higham, Accuracy and Sta
 each element is checked against that bound, computed with the same loops on |x| and |w|.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -56,24 +58,42 @@ def _data(g, seed):
     return x, w, gy, (oh, ow)
 
 
+@contextlib.contextmanager
+def layout(waste):
+    """Rows with zero gap columns always (waste 0: every shift one GEMM over its rows) or only
+    where no gap is needed (a huge waste: shifts with dx != 0 go row by row)."""
+    old, S.GAP_WASTE = S.GAP_WASTE, waste
+    try:
+        yield
+    finally:
+        S.GAP_WASTE = old
+
+
+LAYOUTS = pytest.mark.parametrize("waste", [0, 10 ** 9], ids=["gap-rows", "row-by-row"])
+
+
+@LAYOUTS
 @settings(max_examples=60, deadline=None)
-@given(geometries())
-def test_forward_against_naive_loops(g):
+@given(g=geometries())
+def test_forward_against_naive_loops(waste, g):
     n, ci, co, hw, k, s, p = g
     x, w, _, (oh, ow) = _data(g, 0)
-    got = _nchw(S.conv2d(_chwn(x), w, *s, *p, oh, ow))
+    with layout(waste):
+        got = _nchw(S.conv2d(_chwn(x), w, *s, *p, oh, ow))
     exact = conv2d_ref(x.astype(np.float64), w.astype(np.float64), s, p)
     bound = conv2d_ref(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64), s, p)
     _check(got, exact, bound, ci * k[0] * k[1], f"conv2d {g}")
 
 
+@LAYOUTS
 @settings(max_examples=60, deadline=None)
-@given(geometries())
-def test_input_and_weight_gradients_against_naive_loops(g):
+@given(g=geometries())
+def test_input_and_weight_gradients_against_naive_loops(waste, g):
     n, ci, co, hw, k, s, p = g
     x, w, gy, (oh, ow) = _data(g, 1)
-    gx = _nchw(S.conv2d_input_grad(_chwn(gy), w, *s, *p, *hw))
-    gw = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
+    with layout(waste):
+        gx = _nchw(S.conv2d_input_grad(_chwn(gy), w, *s, *p, *hw))
+        gw = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
     f64 = [a.astype(np.float64) for a in (x, w, gy)]
     gx_ref, gw_ref = conv2d_vjp_ref(*f64, s, p)
     gx_abs, gw_abs = conv2d_vjp_ref(*[np.abs(a) for a in f64], s, p)

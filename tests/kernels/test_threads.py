@@ -162,14 +162,17 @@ def test_numpys_openblas_takes_the_setting():
 
 @pytest.mark.skipif(not S.available(np.float32), reason="no CBLAS sgemm found in NumPy's BLAS")
 @pytest.mark.parametrize("width", [2, 3])
-def test_shifted_convolutions_split_over_row_chunks(width, monkeypatch):
-    """The three shifted-GEMM kernels with their rows cut into chunks of one to a few rows on
-    several threads (stride 2 and 1, stacked phases, unequal geometry) against the float64
-    loops, to the same float32 bound as unsplit: each output element is still one sum."""
+@pytest.mark.parametrize("waste", [0, 10 ** 9], ids=["gap-rows", "row-by-row"])
+def test_shifted_convolutions_split_over_row_chunks(width, waste, monkeypatch):
+    """The three shifted-GEMM kernels with their pixels cut into chunks of one to a few on
+    several threads (stride 2 and 1, stacked phases, unequal geometry; both row layouts)
+    against the float64 loops, to the same float32 bound as unsplit (the weight gradient adds
+    its chunks' partial sums: a few more roundings, far inside the bound)."""
     from tests.functional.test_conv import conv2d_ref, conv2d_vjp_ref
     from tests.kernels.test_shifted_kernels import _check, _chwn, _data, _nchw
 
     monkeypatch.setattr(S, "POOL", T.RowPool(width=width, min_rows=1))
+    monkeypatch.setattr(S, "GAP_WASTE", waste)
     # the last: 4x4 kernels, stride 2, padding 1 (dcgan64) have GEMMs over the second phase
     for g in ((2, 5, 7, (7, 6), (5, 3), (2, 1), (2, 1)), (3, 3, 4, (5, 5), (3, 3), (1, 1), (1, 1)),
               (2, 5, 6, (8, 6), (4, 4), (2, 2), (1, 1))):
