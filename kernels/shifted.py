@@ -4,13 +4,17 @@ On (C, H, W, N) images (batch innermost, as in conv.py) a stride-1 convolution i
 
     out[:, oy, ox, :] = sum over taps (i, j) of  W[:, :, i, j] @ x[:, oy - pH + i, ox - pW + j, :]
 
-and for one tap and one output row the pixels it reads, x[:, iy, ix0:ix1, :], are a plain 2-D
-matrix: Cin rows, H*W*N apart, each (ix1 - ix0) * N consecutive floats. So each (tap, row) is one
-BLAS call on views of x and out (leading dimensions do the striding), accumulating with beta = 1;
-where a tap covers whole rows (the centre column, when the width is unchanged) all its rows are
-one call. Taps that would read padding are simply not issued, so unlike im2col + GEMM none of the
-multiply-adds land on zeros (31 % of them in a 5x5, stride-1 layer on 7x7 images), and nothing
-the size of a column matrix (C*kh*kw x oH*oW*N, up to 300 MB at batch 256) is ever written.
+and for one tap the pixels it reads are x at a constant offset from the pixels it writes. With
+the image rows laid out `wq` pixels apart, zero beyond the image's `wp` (`Phases`), every output
+row of a tap reads one plain matrix (Cin rows, the leading dimension doing the striding), and
+when the zero columns are wide enough to stand for the padding on both sides, all of the tap's
+rows are one matrix too: one BLAS call per tap, accumulating with beta = 1. Those zero columns
+are multiplied as well, so rows get them only where they add little (`_layout`: the 32x32 and
+16x16 maps of a 64x64 DCGAN); on narrow maps a tap with a horizontal shift is one call per
+output row, over the columns that meet the image. Taps that would read only padding are not
+issued, so unlike im2col + GEMM almost none of the multiply-adds land on zeros (31 % of
+im2col's do in a 5x5, stride-1 layer on 7x7 images), and nothing the size of a column matrix
+(C*kh*kw x oH*oW*N, up to 300 MB at batch 256) is ever written.
 
 A stride-s convolution is first split into s*s phase images, x[:, py::s, px::s, :], stacked
 along the channel axis ((phase, channel) rows, all phases padded to one size with zeros, which
@@ -23,9 +27,12 @@ convolution) accumulates into a stacked phase buffer that is interleaved back at
 The GEMMs go to the BLAS NumPy itself links (OpenBLAS in NumPy's wheels), through its CBLAS
 interface, since NumPy's matmul cannot accumulate into a strided view. `available()` says
 whether that library was found; without it, or with MINIGAN_SHIFTED_GEMM=0 in the environment,
-the callers use im2col + GEMM. The GEMMs of a call are split by output rows over `POOL`'s
-threads (kernels/threads.py), BLAS itself single-threaded, and timed for `THREADS`, which picks
-the width by measuring (one thread when other processes keep the cores busy).
+the callers use im2col + GEMM. On `POOL`'s threads (kernels/threads.py; BLAS itself then
+single-threaded) a call's pixels are cut into chunks, each a range of output pixels (of input
+pixels for the input gradient, so that every pixel is written by one chunk): every GEMM keeps
+all its output channels, and the weight gradient sums each chunk's share into a buffer of its
+own, added up in a fixed order at the end. `THREADS` picks the width by measuring (one thread
+when other processes keep the cores busy).
 """
 
 from __future__ import annotations
