@@ -8,7 +8,7 @@ took 3.1 s with OpenBLAS's 2 threads and 0.39 s with 1.
 
 Two remedies, used together:
 - `RowPool` runs a convolution's GEMMs (single-threaded BLAS) on a few threads of our own that
-  claim chunks of output rows from a shared counter: a thread that is descheduled delays only
+  claim chunks of its pixels from a shared counter: a thread that is descheduled delays only
   the chunk it holds, the others take the rest, and nobody waits for a thread that never came.
 - `Threads` chooses between OpenBLAS's own threads and the pool, and the width of numba's
   parallel kernels, by measuring: the convolutions report their floating-point work, and the rate
