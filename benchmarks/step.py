@@ -9,9 +9,12 @@ Three models (--model, default all):
   dcgan64      the PyTorch examples' DCGAN (minigan.gan.models.radford): 64x64 RGB, 4x4 kernels,
                stride 2, ngf = ndf = 64, batch 64 and 128
 With --compare torch the same model is rebuilt in PyTorch from minigan's state_dict (the keys
-match) and the two frameworks alternate step by step in one process after a warm-up; medians and
-their ratio are printed. --memory runs each framework alone in a subprocess and reports its
-peak resident set.
+match) and the two frameworks alternate in one process after a warm-up, in blocks of --block
+timed steps, each block after one untimed step: a BLAS or OpenMP thread of one framework keeps
+spinning for a while after its last call (OpenBLAS's for up to about 0.1 s), and a step that
+starts then shares its cores. Medians and their ratio are printed, and which kernels OpenBLAS
+runs (OPENBLAS_CORETYPE, when set, chooses them). --memory runs each framework alone in a
+subprocess and reports its peak resident set.
 
     python benchmarks/step.py --compare torch
     python benchmarks/step.py --model tf --batch 64 256 --compare torch
@@ -41,6 +44,7 @@ import minigan
 import minigan.functional as F
 from minigan import backend, nn
 from minigan.gan.models import dcgan, radford
+from minigan.kernels import shifted
 from minigan.optim import Adam
 
 Z_DIM = 100
@@ -203,7 +207,7 @@ def _timed(fn) -> float:
 
 
 def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
-            model: str = "tf") -> dict:
+            model: str = "tf", block: int = 3) -> dict:
     mg, models = minigan_step(batch, device, model)
     fns = {"minigan": mg}
     if with_torch:
@@ -212,10 +216,13 @@ def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
         for fn in fns.values():
             fn()
     times = {k: [] for k in fns}
-    for _ in range(steps):  # alternate, so load changes hit both alike
-        for k, fn in fns.items():
-            times[k].append(_timed(fn))
-    out = {"model": model, "batch": batch, "device": device, "steps": steps}
+    while min(len(v) for v in times.values()) < steps:
+        for k, fn in fns.items():  # alternate blocks, so load changes hit both alike ...
+            fn()                   # ... untimed: the other's threads may still be spinning
+            for _ in range(block):
+                times[k].append(_timed(fn))
+    out = {"model": model, "batch": batch, "device": device, "steps": steps, "block": block,
+           "openblas": shifted.BLAS.core}
     out.update({f"{k}_median_s": statistics.median(v) for k, v in times.items()})
     if with_torch:
         out["ratio"] = out["minigan_median_s"] / out["torch_median_s"]
@@ -268,6 +275,9 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--steps", type=int, default=10, help="timed steps per framework")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--block", type=int, default=3,
+                   help="timed steps in a row per framework, after one untimed step (whose time "
+                        "the other framework's still-spinning BLAS/OpenMP threads would skew)")
     p.add_argument("--compare", choices=["torch"], help="time PyTorch beside minigan")
     p.add_argument("--memory", action="store_true", help="peak RSS of each, in own process")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
@@ -306,7 +316,8 @@ def _measure(a) -> None:
                 if a.compare:
                     row["torch"] = peak_rss("torch", b, a.device, model)
             else:
-                row = compare(b, a.device, a.steps, a.warmup, a.compare == "torch", model)
+                row = compare(b, a.device, a.steps, a.warmup, a.compare == "torch", model,
+                              a.block)
             print(json.dumps(row), flush=True)
 
 

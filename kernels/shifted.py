@@ -38,58 +38,18 @@ when other processes keep the cores busy).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import glob
-import os
 
 import numpy as np
 
+from . import blas as _blas
 from . import threads as T
 from .conv import transpose2d
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-def _find_sgemm():
-    """(cblas_sgemm, get_num_threads, set_num_threads) from the OpenBLAS bundled with NumPy's
-    wheels; None for what is not found."""
-    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "lib*openblas*.so*"))):
-        try:
-            lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library and threads
-        except OSError:
-            continue
-        for name, int_t in (("scipy_cblas_sgemm64_", ctypes.c_int64),
-                            ("cblas_sgemm64_", ctypes.c_int64),
-                            ("scipy_cblas_sgemm", ctypes.c_int32),
-                            ("cblas_sgemm", ctypes.c_int32)):
-            fn = getattr(lib, name, None)
-            if fn is None:
-                continue
-            i, p, f = int_t, ctypes.c_void_p, ctypes.c_float
-            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, f, p, i, p, i, f,
-                           p, i]
-            fn.restype = None
-            return (fn, *_thread_functions(lib))
-    return None, None, None
-
-
-def _thread_functions(lib):
-    """OpenBLAS's get/set_num_threads under the names its builds give them, or (None, None)."""
-    for suffix in ("64_", "_64_", ""):
-        for prefix in ("scipy_openblas", "openblas"):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                return get, put
-    return None, None
-
-
-_SGEMM, _GET_THREADS, _SET_THREADS = ((None, None, None)
-                                      if os.environ.get("MINIGAN_SHIFTED_GEMM") == "0"
-                                      else _find_sgemm())
+BLAS = _blas.load()   # NumPy's OpenBLAS, or a copy with faster kernels (kernels/blas.py)
+_SGEMM, _GET_THREADS, _SET_THREADS = BLAS.sgemm, BLAS.get_threads, BLAS.set_threads
 POOL = T.RowPool()
 THREADS = T.configure(_SET_THREADS, POOL) if _SGEMM is not None else None  # None: fixed
 

@@ -80,8 +80,14 @@ _TASKS = {"batchnorm": _warm_batchnorm, "rest": _warm_rest}
 
 def compile_cpu_kernels(workers: int = 2, say=print) -> float:
     """Compile (or load from the cache) every CPU kernel of a float32 training step; returns
-    the seconds it took. Prints one line first when they are not cached yet."""
+    the seconds it took. Prints one line first when they are not cached yet, and one when
+    OPENBLAS_CORETYPE holds the convolutions' GEMMs back (kernels/blas.py)."""
+    from .kernels import blas, shifted
+
     t0 = time.perf_counter()
+    advice = blas.advice(shifted.BLAS.core)
+    if advice and say is not None:
+        say(f"note: {advice}")
     if cpu_kernels_cached():
         _warm_batchnorm()
         _warm_rest()

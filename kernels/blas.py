@@ -1,0 +1,124 @@
+"""The BLAS behind minigan's own GEMM calls: NumPy's OpenBLAS, and which kernels it runs.
+
+NumPy's wheels bundle OpenBLAS built for many CPUs at once (DYNAMIC_ARCH): when the library
+loads it picks one set of kernels for the CPU it finds, unless the environment variable
+OPENBLAS_CORETYPE names one. minigan calls that same library (cblas_sgemm, through ctypes) and
+follows its choice. `advice()` says when the choice is slower than the CPU allows: on a CPU with
+AVX-512, OPENBLAS_CORETYPE=Haswell (AVX2 kernels) halves sgemm's speed (106 against 200 GFLOP/s
+on one core of a Zen 5 EPYC: benchmarks/RESULTS.md) and minigan's convolutions with it, while
+PyTorch (oneDNN) does not read that variable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+# what OpenBLAS's SkylakeX kernels need, as /proc/cpuinfo names the flags
+AVX512 = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
+# OpenBLAS cores whose sgemm already uses AVX-512 (lower case, as get_corename spells them)
+AVX512_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def numpy_openblas() -> list[str]:
+    """Paths of the OpenBLAS libraries bundled with NumPy's wheels (none for other builds)."""
+    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    return sorted(glob.glob(os.path.join(libdir, "lib*openblas*.so*")))
+
+
+def _symbol(lib, *names):
+    for name in names:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            return name, fn
+    return None, None
+
+
+def corename(lib) -> str | None:
+    """The kernels a loaded OpenBLAS chose (e.g. 'Haswell'), or None if it does not say."""
+    _, fn = _symbol(lib, "scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                    "openblas_get_corename64_", "openblas_get_corename")
+    if fn is None:
+        return None
+    fn.restype, fn.argtypes = ctypes.c_char_p, []
+    value = fn()
+    return value.decode() if value else None
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
+    """The first processor's flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def _sgemm(lib):
+    for name, int_t in (("scipy_cblas_sgemm64_", ctypes.c_int64),
+                        ("cblas_sgemm64_", ctypes.c_int64),
+                        ("scipy_cblas_sgemm", ctypes.c_int32), ("cblas_sgemm", ctypes.c_int32)):
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            i, p, f = int_t, ctypes.c_void_p, ctypes.c_float
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, f, p, i, p, i, f,
+                           p, i]
+            fn.restype = None
+            return fn
+    return None
+
+
+def _thread_functions(lib):
+    """OpenBLAS's get/set_num_threads under the names its builds give them, or (None, None)."""
+    for suffix in ("64_", "_64_", ""):
+        for prefix in ("scipy_openblas", "openblas"):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None, None
+
+
+class Blas:
+    """cblas_sgemm and OpenBLAS's thread functions of the library minigan calls; `core`: the
+    kernels it runs (e.g. 'SkylakeX'), `note`: where they came from."""
+
+    def __init__(self, sgemm=None, get_threads=None, set_threads=None, core=None, note=""):
+        self.sgemm, self.get_threads, self.set_threads = sgemm, get_threads, set_threads
+        self.core, self.note = core, note
+
+
+def load() -> Blas:
+    """cblas_sgemm and the thread functions of NumPy's OpenBLAS (all None where not found)."""
+    if os.environ.get("MINIGAN_SHIFTED_GEMM") == "0":
+        return Blas(note="MINIGAN_SHIFTED_GEMM=0")
+    for path in numpy_openblas():
+        try:
+            lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library and threads
+        except OSError:
+            continue
+        sgemm = _sgemm(lib)
+        if sgemm is not None:
+            return Blas(sgemm, *_thread_functions(lib), corename(lib), "NumPy's OpenBLAS")
+    return Blas(note="no OpenBLAS with cblas_sgemm found beside NumPy")
+
+
+def advice(core: str | None, flags: frozenset | None = None, environ=os.environ) -> str | None:
+    """A line for the user when OpenBLAS runs kernels without AVX-512 on a CPU that has it
+    because OPENBLAS_CORETYPE says so; None otherwise."""
+    forced = environ.get("OPENBLAS_CORETYPE")
+    if not forced or core is None or core.lower() in AVX512_CORES:
+        return None
+    if not AVX512 <= (cpu_flags() if flags is None else flags):
+        return None
+    return (f"OPENBLAS_CORETYPE={forced} makes OpenBLAS run {core} kernels (no AVX-512) on "
+            "this AVX-512 CPU: minigan's convolutions take about 1.4x longer. Unset it (or "
+            "set OPENBLAS_CORETYPE=SkylakeX) unless you need it")
