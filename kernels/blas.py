@@ -30,16 +30,13 @@ def numpy_openblas() -> list[str]:
 
 
 def _symbol(lib, *names):
-    for name in names:
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            return name, fn
-    return None, None
+    """The first of these functions the library exports, or None."""
+    return next((fn for name in names if (fn := getattr(lib, name, None)) is not None), None)
 
 
 def corename(lib) -> str | None:
     """The kernels a loaded OpenBLAS chose (e.g. 'Haswell'), or None if it does not say."""
-    _, fn = _symbol(lib, "scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+    fn = _symbol(lib, "scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
                     "openblas_get_corename64_", "openblas_get_corename")
     if fn is None:
         return None

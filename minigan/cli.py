@@ -35,6 +35,15 @@ RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "re
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals")
 
 
+def _run_flags(p, default_out: str, what: str) -> None:
+    """The flags of a command that trains into a run folder (train, lab)."""
+    p.add_argument("--seed", type=int, help="seeds everything (default 0)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
+    p.add_argument("--out", help=f"run folder (default {default_out})")
+    p.add_argument("--resume", metavar="RUN", help=f"continue the {what} in this folder")
+    p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minigan", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"minigan {__version__}")
@@ -56,12 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--beta1", type=float, help="Adam's beta1")
     t.add_argument("--recipe", help="optimizer recipe: default, or 'tutorial' for dcgan "
                                     "(the TensorFlow tutorial's Adam 1e-4, beta1 0.9, batch 256)")
-    t.add_argument("--seed", type=int, help="seeds everything (default 0)")
-    t.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
-    t.add_argument("--out", help="run folder (default runs/DATASET-ARCH)")
-    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
-    t.add_argument("--overwrite", action="store_true",
-                   help="start over in an existing run folder")
+    _run_flags(t, "runs/DATASET-ARCH", "run")
     t.add_argument("--limit", type=int, help="use only the first N images")
     t.add_argument("--image-size", type=int, help="image size for folder: and ellipses "
                                                   "datasets (default 28)")
@@ -201,12 +205,7 @@ def _lab_parser(sub) -> None:
     lab.add_argument("--beta1", type=float, help="Adam's beta1 (default 0.8; wgan-gp 0.5)")
     lab.add_argument("--n-critic", type=int, help="D steps per G step (default: 5 for "
                                                   "wgan-gp, else 1)")
-    lab.add_argument("--seed", type=int, help="seeds everything (default 0)")
-    lab.add_argument("--device", choices=("cpu", "cuda"), help="default cpu")
-    lab.add_argument("--out", help="run folder (default runs/lab-MIXTURE-LOSS[-packM])")
-    lab.add_argument("--resume", metavar="RUN", help="continue the lab run in this folder")
-    lab.add_argument("--overwrite", action="store_true",
-                     help="start over in an existing run folder")
+    _run_flags(lab, "runs/lab-MIXTURE-LOSS[-packM]", "lab run")
     lab.add_argument("--frame-every", type=int, help="steps between frames (default 250)")
     lab.add_argument("--eval-every", type=int, help="steps between protocol evaluations "
                                                     "(default 500)")

@@ -11,6 +11,7 @@ import numpy as np
 from .. import backend
 from ..kernels import optim as K
 from ..nn.module import Module, Parameter
+from . import lr_scheduler  # noqa: F401  (minigan.optim.lr_scheduler, as torch's)
 
 
 class Optimizer:
@@ -200,5 +201,3 @@ class AveragedModel(Module):
             a[...] = c
         self.n_averaged = np.asarray(n + 1, np.int64)
 
-
-from . import lr_scheduler  # noqa: E402,F401  (minigan.optim.lr_scheduler, as torch's)
