@@ -32,7 +32,8 @@ RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "re
              "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
              "label_smoothing", "lr_decay", "ema", "gp_lambda", "n_critic", "data_root")
 # flags that only change what is measured and shown: may change when resuming
-VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals")
+VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
+              "picture_budget")
 
 
 def _run_flags(p, default_out: str, what: str) -> None:
@@ -99,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
                         "collapse warning), MNIST and Quick Draw only (default 1; 0 = off)")
     t.add_argument("--checkpoint-every", type=int,
                    help="also save a checkpoint every N steps (default: every epoch)")
+    t.add_argument("--picture-budget", type=float, metavar="F",
+                   help="the most of the training time spent redrawing progress.gif, "
+                        "curves.png and the run page after epochs (default 0.1; 1: after "
+                        "every epoch); each epoch's grid is always saved, and all is redrawn "
+                        "at the end")
     t.add_argument("--data-root", help="data folder (default $MINIGAN_DATA or the cache)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -275,8 +281,8 @@ def _train(args, parser) -> int:
                 args.overwrite))
             parser.error(f"{names} cannot be given with --resume: a resumed run keeps its "
                          "config (only --epochs/--steps, --device, --log-every, "
-                         "--checkpoint-every, --quality-every, --log-internals and "
-                         "--no-progress may change)")
+                         "--checkpoint-every, --quality-every, --log-internals, "
+                         "--picture-budget and --no-progress may change)")
         changes = {k: given[k] for k in VIEW_FLAGS if k in given}
         if args.no_progress:
             changes["progress"] = False
@@ -290,7 +296,7 @@ def _train(args, parser) -> int:
         trainer = Trainer(config, overwrite=args.overwrite)
     from .report import RunReport
 
-    trainer.callbacks.append(RunReport())       # RUN/index.html and its pictures, every epoch
+    trainer.callbacks.append(RunReport())       # RUN/index.html and its pictures
     if trainer.device == "cpu":
         from .precompile import compile_cpu_kernels
 

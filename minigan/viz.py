@@ -163,7 +163,8 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     """Plot training records to an image: losses, D accuracy, D outputs, and quality metrics.
 
     Each record is a dict with some of 'step', 'loss_d', 'loss_g', 'acc_real', 'acc_fake',
-    'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes'; missing keys are skipped. Records of a WGAN
+    'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes', 'lr_g', 'lr_d'; missing keys are skipped. The
+    learning rates, when scheduled (logged), are dashed lines on the loss panel's right axis. Records of a WGAN
     critic ('wasserstein', 'gp', 'critic_real', 'critic_fake') replace the accuracy and D
     output panels; 'grad_norm/D' and 'grad_norm/G' add a gradient-norm panel. A last panel
     shows the Frechet distance ('fd_cls', the classifier-feature one, when present, else the
@@ -197,6 +198,7 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
             ax.set_yscale("log")
     if not critic:
         axes[1].set_ylim(-0.03, 1.03)                                # accuracies
+    _plot_lr(axes[0], records)
     if quality:
         ax = axes[-1]
         fd_key = "fd_cls" if any("fd_cls" in r for r in records) else "fd"
@@ -228,6 +230,26 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+def _plot_lr(ax, records: Sequence[dict]) -> None:
+    """G's and D's learning rates (one line when they are equal) on a right-hand axis."""
+    xg, yg = _series(records, "lr_g")
+    xd, yd = _series(records, "lr_d")
+    if not (xg or xd):
+        return
+    twin = ax.twinx()
+    if (xg, yg) == (xd, yd):
+        twin.plot(xg, yg, "--", color="gray", lw=1, label="learning rate")
+    else:
+        for xs, ys, label, style in ((xg, yg, "G's learning rate", "--"),
+                                     (xd, yd, "D's learning rate", ":")):
+            if xs:
+                twin.plot(xs, ys, style, color="gray", lw=1, label=label)
+    twin.set_ylim(bottom=0)
+    twin.set_ylabel("learning rate", fontsize=8)
+    twin.tick_params(labelsize=7)
+    twin.legend(loc="upper right", fontsize=8)
 
 
 # ---- what a run recorded: layer statistics, D's logits, spectra, nearest neighbours --------
@@ -343,8 +365,8 @@ def plot_logit_histograms(views: Sequence[dict], path: str | os.PathLike,
     for ax, v in zip(axes, views, strict=False):
         real = np.clip(np.asarray(v["logits_real"], np.float64), lo, hi)
         fake = np.clip(np.asarray(v["logits_fake"], np.float64), lo, hi)
-        ax.hist(real, bins, color="tab:blue", alpha=0.6, label="real")
-        ax.hist(fake, bins, color="tab:orange", alpha=0.6, label="G(z)")
+        ax.hist(real, bins, color="tab:blue", alpha=0.6, label="real", histtype="stepfilled")
+        ax.hist(fake, bins, color="tab:orange", alpha=0.6, label="G(z)", histtype="stepfilled")
         ax.axvline(0, color="black", lw=0.8)
         acc = 0.5 * ((real > 0).mean() + (fake < 0).mean()              # a tie is half right
                      + 0.5 * (real == 0).mean() + 0.5 * (fake == 0).mean())

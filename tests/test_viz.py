@@ -102,6 +102,21 @@ def test_plot_curves_writes_png(tmp_path):
         assert img.size[1] < four                          # three panels, no quality panel
 
 
+def test_plot_curves_draws_scheduled_learning_rates_on_the_loss_panel(tmp_path):
+    base = [{"step": s, "loss_d": 1.0, "loss_g": 0.5} for s in range(100)]
+    decayed = [dict(r, lr_g=2e-4 * min(1, (100 - s) / 50), lr_d=2e-4 * min(1, (100 - s) / 50))
+               for s, r in enumerate(base)]
+
+    def gray(records, name):     # the learning-rate line is drawn in matplotlib's "gray"
+        with Image.open(plot_curves(records, tmp_path / name)) as img:
+            a = np.asarray(img.convert("RGB")).astype(int)
+        return int((np.abs(a - 128).max(axis=2) <= 8).sum()), a.shape
+
+    (without, shape), (with_lr, shape_lr) = gray(base, "a.png"), gray(decayed, "b.png")
+    assert shape == shape_lr
+    assert with_lr > without + 150, f"{with_lr} gray pixels with the schedule, {without} without"
+
+
 def test_internals_matrix_puts_each_statistic_in_its_layer_row():
     lines = [{"step": 10, "layers": {"G.0": {"type": "Linear", "mean": 1.0},
                                      "D.1": {"type": "LeakyReLU", "mean": 2.0, "neg": 0.5}}},

@@ -37,7 +37,11 @@ class Callback:
         """After a step; `stats` holds 0-d arrays on the training device."""
 
     def on_epoch_end(self, trainer) -> None:
-        """After an epoch's grid, metrics and pictures, before its checkpoint."""
+        """After an epoch's grid and metrics, before its pictures and its checkpoint."""
+
+    def on_pictures(self, trainer) -> None:
+        """Redraw pictures of what was recorded: after an epoch while the trainer's
+        `picture_budget` allows, and when training stops."""
 
     def on_train_end(self, trainer) -> None:
         """When `fit()` returns or stops (Ctrl-C, an error): release what was held."""

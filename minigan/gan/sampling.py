@@ -59,11 +59,13 @@ def _calibrate(G: nn.Module, z_dim: int, device: str, batch_size: int, batches: 
 
 
 def generate(G: nn.Module, z, batch_size: int = 64, calibration_batches: int = 4,
-             seed: int = 0) -> np.ndarray:
+             seed: int = 0, calibration: dict | None = None) -> np.ndarray:
     """Images G(z) as float32 NumPy (N, C, H, W) in [-1, 1]; see the module docstring.
 
     `batch_size` is the size of the calibration batches (use the training batch size);
-    `seed` seeds their noise. `z` is (N, z_dim), a NumPy array or a Tensor.
+    `seed` seeds their noise. `z` is (N, z_dim), a NumPy array or a Tensor. `calibration`, a
+    dict, keeps the calibrated statistics for later calls with G unchanged: an empty one is
+    filled, a filled one is used instead of calibrating again (the images are the same).
     """
     z = z.data if isinstance(z, Tensor) else z
     device = backend.check_device(_device(G))
@@ -73,7 +75,15 @@ def generate(G: nn.Module, z, batch_size: int = 64, calibration_batches: int = 4
         raise ValueError(f"generate: z must be (N, z_dim), got shape {tuple(z.shape)}")
     out = []
     with no_grad(), _preserved(G):
-        _calibrate(G, z.shape[1], device, max(int(batch_size), 2), calibration_batches, seed)
+        bns = [m for m in G.modules() if isinstance(m, _BATCHNORMS)]
+        if calibration:
+            for m, buffers in zip(bns, calibration["buffers"], strict=True):
+                m._buffers.update(buffers)
+        else:
+            _calibrate(G, z.shape[1], device, max(int(batch_size), 2), calibration_batches,
+                       seed)
+            if calibration is not None:
+                calibration["buffers"] = [dict(m._buffers) for m in bns]
         G.eval()
         for lo in range(0, z.shape[0], 256):
             out.append(backend.to_numpy(G(Tensor(z[lo:lo + 256])).data))

@@ -101,6 +101,12 @@ class TrainConfig:
     fd_every: int = 1                   # epochs between pixel Frechet distances; 0 = never
     quality_every: int = 1              # epochs between classifier metrics (mnist, quickdraw)
     quality_samples: int = 2000         # samples (from fixed noise) behind those metrics
+    picture_budget: float = 0.1         # the most of the training time that redrawing
+                                        # progress.gif, curves.png and callbacks' pictures (the
+                                        # run page) may take: after an epoch they are redrawn
+                                        # only while within it (1: after every epoch). The
+                                        # epoch's grid is always saved, and everything is
+                                        # redrawn when training stops.
     data_root: str | None = None
     progress: bool = True
 
@@ -250,6 +256,9 @@ class Trainer:
         self._consistent = True
         self._saved_step = None
         self._last_grid: tuple[int, Path] | None = None
+        self._calibration: tuple = (None, {})   # (step, BatchNorm statistics to sample with)
+        self._pictures_step: int | None = None   # the step the pictures were last drawn at
+        self._picture_seconds = 0.0              # time spent drawing them in this fit()
         self._t0: float | None = None
 
     # ---- state -------------------------------------------------------------------------
@@ -290,6 +299,7 @@ class Trainer:
                 "window": {"n": self._window_n, "sums": dict(self._window)}}
 
     def load_state_dict(self, state: dict) -> None:
+        self._calibration = (None, {})
         load_gan_state(state, self.G, self.D, self.opt_g, self.opt_d)
         if self.G_ema is not None:
             self.G_ema.load_state_dict(state["G_ema"])
@@ -343,7 +353,8 @@ class Trainer:
             config.steps = int(steps)
         for key, value in changes.items():
             if key not in ("progress", "log_every", "host_every", "device", "checkpoint_every",
-                           "fd_every", "quality_every", "quality_samples", "log_internals"):
+                           "fd_every", "quality_every", "quality_samples", "log_internals",
+                           "picture_budget"):
                 raise ValueError(f"cannot change {key!r} when resuming: it would change the "
                                  "computation")
             setattr(config, key, value)
@@ -428,6 +439,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._t0 = time.perf_counter()
+        self._picture_seconds = 0.0
         self._stop_requested = False
         total = self.total_steps
         if self.step >= total:
@@ -460,7 +472,8 @@ class Trainer:
                 self._log()
             if self._last_grid is None or self._last_grid[0] != self.step:
                 self._draw(f"step_{self.step:07d}.png")
-                self._refresh_pictures()
+            if self._pictures_step != self.step:
+                self.redraw()
             if self._saved_step != self.step:
                 self.save_checkpoint()
         except KeyboardInterrupt:
@@ -474,6 +487,7 @@ class Trainer:
                 f"interrupted at step {self.step}; checkpoint saved to {path}. Continue with: "
                 f"python -m minigan train --resume {self.out}", path) from None
         finally:
+            self._redraw_stale()
             for cb in self.callbacks:
                 cb.on_train_end(self)
             bar.close()
@@ -548,10 +562,38 @@ class Trainer:
             extra.update(self._quality_record())
         if extra:
             self._log(**extra)
-        self._refresh_pictures()
         for cb in self.callbacks:
             cb.on_epoch_end(self)
+        if self._pictures_due():
+            self.redraw()
         self.save_checkpoint()
+
+    def _pictures_due(self) -> bool:
+        """Whether redrawing now keeps the time spent on pictures in this fit() within
+        `picture_budget` of the time since it began (the first epoch always draws)."""
+        budget = self.config.picture_budget
+        if budget >= 1 or self._t0 is None:
+            return True
+        return self._picture_seconds <= budget * (time.perf_counter() - self._t0)
+
+    def redraw(self) -> None:
+        """Redraw progress.gif and curves.png, and call every callback's `on_pictures`."""
+        start = time.perf_counter()
+        self._refresh_pictures()
+        for cb in self.callbacks:
+            cb.on_pictures(self)
+        self._pictures_step = self.step
+        self._picture_seconds += time.perf_counter() - start
+
+    def _redraw_stale(self) -> None:
+        """Bring the pictures up to date when training stops early; a failure to draw is
+        reported, never raised over what stopped training."""
+        if self._pictures_step == self.step or not self.records:
+            return
+        try:
+            self.redraw()
+        except Exception as e:  # noqa: BLE001
+            print(f"could not redraw the pictures of {self.out}: {e}", file=sys.stderr)
 
     def _quality_ready(self) -> bool:
         """Load the dataset's classifier and real statistics once; turn the metrics off with a
@@ -628,8 +670,10 @@ class Trainer:
 
     def sample(self, z) -> np.ndarray:
         """G(z) as float (N, C, H, W) in [-1, 1], without side effects (see sampling.py)."""
+        if self._calibration[0] != self.step:    # G has changed since the last calibration
+            self._calibration = (self.step, {})
         return generate(self.sampler, z, batch_size=self.recipe.batch_size,
-                        seed=_seed_for(self.config.seed, 4))
+                        seed=_seed_for(self.config.seed, 4), calibration=self._calibration[1])
 
     def _draw(self, name: str) -> Path:
         path = viz.save_grid(self.sample(self.fixed_noise), self.out / "samples" / name, nrow=8)

@@ -2,7 +2,8 @@
 
     refresh(run)       draw internals.png, d_logits.png, spectra.png from the run's JSON lines
                        and rewrite index.html (what `python -m minigan inspect` also calls)
-    RunReport()        a trainer callback doing that at the end of every epoch and of training
+    RunReport()        a trainer callback doing that whenever the trainer redraws its pictures
+                       (after epochs, within its picture budget) and when training stops
 
 The drawing itself is minigan.viz (the one plotting module); the trainer (gan/) never imports
 this package: the CLI hands it a RunReport.
@@ -36,14 +37,21 @@ def refresh(run: str | os.PathLike) -> Path:
 
 
 class RunReport(Callback):
-    """Refresh the run's pictures and index.html after every epoch and when training stops."""
+    """Refresh the run's pictures and index.html whenever the trainer redraws its own (after
+    an epoch, within its `picture_budget`) and when training stops."""
 
-    def on_epoch_end(self, trainer) -> None:
+    def __init__(self):
+        self._drawn: tuple | None = None      # (run folder, step) of the last refresh
+
+    def on_pictures(self, trainer) -> None:
         refresh(trainer.out)
+        self._drawn = (trainer.out, trainer.step)
 
     def on_train_end(self, trainer) -> None:
+        if self._drawn == (trainer.out, trainer.step):
+            return
         try:                                  # also runs while an error stops training
-            refresh(trainer.out)
+            self.on_pictures(trainer)
         except Exception as e:  # noqa: BLE001 - a picture must not hide the real error
             print(f"minigan.report: could not refresh {trainer.out}: {e}")
 

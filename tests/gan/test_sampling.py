@@ -35,6 +35,27 @@ def test_each_image_depends_only_on_its_own_noise():
     np.testing.assert_array_equal(generate(G, z, batch_size=16), all_at_once)
 
 
+def test_a_kept_calibration_draws_the_same_images_and_leaves_the_generator_alone():
+    G = _net()
+    before = {k: v.copy() for k, v in G.state_dict().items()}
+    z = np.random.default_rng(0).standard_normal((12, 8), dtype=np.float32)
+    fresh = generate(G, z, batch_size=16, seed=3)
+    kept = {}
+    first = generate(G, z, batch_size=16, seed=3, calibration=kept)
+    assert kept["buffers"], "an empty calibration dict is filled"
+    stats = [{k: v.copy() for k, v in b.items()} for b in kept["buffers"]]
+    again = generate(G, z, batch_size=16, seed=3, calibration=kept)
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(again, fresh)
+    for b, s in zip(kept["buffers"], stats, strict=True):   # reusing it changes nothing
+        for k in s:
+            np.testing.assert_array_equal(b[k], s[k])
+    other = generate(G, z, batch_size=16, seed=4)            # other calibration noise differs
+    assert not np.array_equal(other, fresh)
+    for k, v in G.state_dict().items():
+        assert np.array_equal(v, before[k]), f"generate changed {k}"
+
+
 def test_slerp_keeps_the_norm_of_gaussian_noise_and_lerp_does_not():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 100))

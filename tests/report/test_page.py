@@ -39,22 +39,41 @@ def test_the_page_names_what_the_run_folder_holds(run):
     assert "minigan inspect" in page, "without inspect, the page says how to get nearest.png"
 
 
-def test_the_page_is_rewritten_at_every_epoch(tmp_path):
-    seen = []
-
+def _look(run, seen):
     class Look(RunReport):
-        def on_epoch_end(self, trainer):
-            super().on_epoch_end(trainer)
-            seen.append((run / "index.html").read_text().count('id="grid"'))
-            seen.append(f"samples/epoch_{trainer.epoch:03d}.png" in
-                        (run / "index.html").read_text())
+        def on_pictures(self, trainer):
+            super().on_pictures(trainer)
+            seen.append((trainer.step, (run / "index.html").read_text().count('id="grid"'),
+                         f"samples/epoch_{trainer.epoch:03d}.png" in
+                         (run / "index.html").read_text()))
+    return Look()
 
+
+def _tiny(run, **kw):
+    return TrainConfig(dataset="ellipses", limit=16, image_size=8, width=4, z_dim=8,
+                       batch_size=8, out=str(run), progress=False, log_every=1, fd_every=0,
+                       **kw)
+
+
+def test_the_page_is_rewritten_at_every_epoch_with_budget_1(tmp_path):
+    seen = []
     run = tmp_path / "run"
-    config = TrainConfig(dataset="ellipses", limit=16, image_size=8, width=4, z_dim=8,
-                         batch_size=8, epochs=2, out=str(run), progress=False, log_every=1,
-                         fd_every=0)
-    Trainer(config, callbacks=[Look()]).fit()
-    assert seen == [1, True, 1, True], f"page after each epoch: {seen}"
+    Trainer(_tiny(run, epochs=2, picture_budget=1.0), callbacks=[_look(run, seen)]).fit()
+    assert seen == [(2, 1, True), (4, 1, True)], f"page after each epoch: {seen}"
+
+
+def test_a_small_picture_budget_skips_redraws_but_the_end_has_everything(tmp_path):
+    from PIL import Image
+
+    seen = []
+    run = tmp_path / "run"
+    # budget 0: the first epoch draws (nothing spent yet), then nothing until training ends
+    Trainer(_tiny(run, epochs=4, picture_budget=0.0), callbacks=[_look(run, seen)]).fit()
+    assert seen == [(2, 1, True), (8, 1, True)], f"redraws: {seen}"
+    with Image.open(run / "progress.gif") as gif:
+        assert gif.n_frames == 4, "the final GIF holds every epoch's grid"
+    assert "samples/epoch_004.png" in (run / "index.html").read_text()
+    assert (run / "curves.png").stat().st_mtime >= (run / "metrics.jsonl").stat().st_mtime
 
 
 def test_the_page_shows_an_eval_table_and_the_nearest_sheet(run, tmp_path):
