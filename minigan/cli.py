@@ -209,6 +209,9 @@ def _lab_parser(sub) -> None:
     lab.add_argument("--batch-size", type=int, help="packs per D batch (default 100)")
     lab.add_argument("--lr", type=float, help="both learning rates (default 1e-4)")
     lab.add_argument("--beta1", type=float, help="Adam's beta1 (default 0.8; wgan-gp 0.5)")
+    lab.add_argument("--lr-decay", type=float, metavar="FRACTION",
+                     help="let both learning rates fall linearly to 0 over this last fraction "
+                          "of training (default 0: constant)")
     lab.add_argument("--n-critic", type=int, help="D steps per G step (default: 5 for "
                                                   "wgan-gp, else 1)")
     _run_flags(lab, "runs/lab-MIXTURE-LOSS[-packM]", "lab run")
@@ -222,7 +225,8 @@ def _lab_parser(sub) -> None:
     lab.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-LAB_RUN_FLAGS = ("mixture", "loss", "pack", "batch_size", "lr", "beta1", "n_critic", "seed")
+LAB_RUN_FLAGS = ("mixture", "loss", "pack", "batch_size", "lr", "beta1", "lr_decay", "n_critic",
+                 "seed")
 LAB_VIEW_FLAGS = ("device", "frame_every", "eval_every", "log_every", "checkpoint_every")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .. import backend, nn
 from ..autograd import Tensor
 from ..optim import Optimizer
+from ..optim.lr_scheduler import LambdaLR
 from .losses import GANLoss
 
 
@@ -58,3 +59,30 @@ def g_update(D: nn.Module, opt_g: Optimizer, loss: GANLoss, fake: Tensor) -> dic
             p.requires_grad = True
     opt_g.step()
     return stats
+
+
+def linear_decay(step: int, total: int, fraction: float) -> float:
+    """The learning rates' factor at `step` of `total`: 1, then falling linearly over the last
+    `fraction` of training to 1/L at the last step (0 after it), L the decay's length."""
+    start = total - round(fraction * total)
+    return 1.0 if step < start else max(0.0, (total - step) / (total - start))
+
+
+def decay_schedulers(optimizers, fraction: float, total_steps) -> list[LambdaLR]:
+    """A LambdaLR per optimizer following `linear_decay` over the last `fraction` of
+    `total_steps()` (read at every step, so a run lengthened when resumed stretches its
+    decay); [] when `fraction` is 0."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"lr_decay is the fraction of training over which the learning rates "
+                         f"fall to 0, in [0, 1]; got {fraction}")
+    if not fraction:
+        return []
+    return [LambdaLR(opt, lambda step: linear_decay(step, total_steps(), fraction))
+            for opt in optimizers]
+
+
+def restore_schedule(schedulers, step: int) -> None:
+    """Set `schedulers` to `step`: the schedule is a function of the step alone."""
+    for sched in schedulers:
+        sched.last_epoch = step - 1
+        sched.step()

@@ -44,14 +44,13 @@ from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
 from ..optim import AveragedModel, get_ema_multi_avg_fn
-from ..optim.lr_scheduler import LambdaLR
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from .distance import PixelFrechet
 from .losses import GANLoss, make_loss
 from .models import Recipe, build
 from .sampling import generate, to_uint8
-from .steps import d_update, g_update
+from .steps import d_update, decay_schedulers, g_update, linear_decay, restore_schedule
 
 OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "progress.gif", "samples",
            "checkpoints", "views.jsonl", "internals.jsonl", "index.html", "internals.png",
@@ -229,11 +228,8 @@ class Trainer:
         self.loader = DataLoader(self.images, self.recipe.batch_size, shuffle=True,
                                  drop_last=True, flip=config.flip,
                                  seed=_seed_for(config.seed, 1), device=self.device)
-        if not 0.0 <= config.lr_decay <= 1.0:
-            raise ValueError(f"lr_decay is the fraction of training over which the learning "
-                             f"rates fall to 0, in [0, 1]; got {config.lr_decay}")
-        self.schedulers = ([LambdaLR(opt, self.lr_factor) for opt in (self.opt_g, self.opt_d)]
-                           if config.lr_decay else [])
+        self.schedulers = decay_schedulers((self.opt_g, self.opt_d), config.lr_decay,
+                                           lambda: self.total_steps)
         self.fixed_noise = np.random.default_rng(_seed_for(config.seed, 2)).standard_normal(
             (64, config.z_dim), dtype=np.float32)
         self.callbacks = [EpochViews()] + [LayerStatistics()] * bool(config.log_internals) + [
@@ -278,11 +274,8 @@ class Trainer:
         return self.config.total_steps(len(self.loader), self.n_critic)
 
     def lr_factor(self, step: int) -> float:
-        """The learning rates' factor at `step`: 1, then falling linearly over the last
-        `lr_decay` of training to 1/D at the last step (0 after it), D the decay's length."""
-        total = self.total_steps
-        start = total - round(self.config.lr_decay * total)
-        return 1.0 if step < start else max(0.0, (total - step) / (total - start))
+        """The learning rates' factor at `step` (`steps.linear_decay` over `lr_decay`)."""
+        return linear_decay(step, self.total_steps, self.config.lr_decay)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -307,9 +300,7 @@ class Trainer:
         self.fixed_noise = np.asarray(state["fixed_noise"], np.float32)
         self.step, self.epochs_drawn = int(state["step"]), int(state["epochs_drawn"])
         self.elapsed = float(state["elapsed"])
-        for sched in self.schedulers:        # the schedule is a function of the step alone
-            sched.last_epoch = self.step - 1
-            sched.step()
+        restore_schedule(self.schedulers, self.step)
         self._window_n = int(state["window"]["n"])
         self._window = {k: float(v) for k, v in state["window"]["sums"].items()}
         self._saved_step = self.step

@@ -34,7 +34,7 @@ from ..autograd import Tensor, grad
 from ..gan.callbacks import Callback, as_callback
 from ..gan.checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from ..gan.models import Recipe
-from ..gan.steps import d_update, g_update
+from ..gan.steps import d_update, decay_schedulers, g_update, restore_schedule
 from ..gan.trainer import (
     NonFiniteLossError,
     Trainer,
@@ -70,6 +70,8 @@ class LabConfig:
     batch_size: int | None = None       # packs per D batch (m * batch points); 100
     lr: float | None = None
     beta1: float | None = None
+    lr_decay: float = 0.0               # fraction of training, at its end, over which both
+                                        # learning rates fall linearly to 0 (0: constant)
     z_dim: int = 2
     g_hidden: int = 400
     g_layers: int = 4
@@ -124,6 +126,8 @@ class LabTrainer:
         self.G.to(self.device)
         self.D.to(self.device)
         self.opt_g, self.opt_d = self.recipe.optimizers(self.G, self.D)
+        self.schedulers = decay_schedulers((self.opt_g, self.opt_d), config.lr_decay,
+                                           lambda: self.total_steps)
         self.rng = np.random.default_rng(_seed_for(config.seed, 1))     # real points
         self.fixed_noise = np.random.default_rng(_seed_for(config.seed, 2)).standard_normal(
             (500 - 500 % config.pack, config.z_dim), dtype=np.float32)
@@ -170,6 +174,8 @@ class LabTrainer:
                 sums[k] = sums.get(k, 0.0) + v
         stats = {k: v / self.n_critic for k, v in sums.items()}
         stats.update(self.g_step())
+        for sched in self.schedulers:
+            sched.step()
         return stats
 
     # ---- what G and D are doing now ----------------------------------------------------
@@ -256,6 +262,7 @@ class LabTrainer:
         load_gan_state(state, self.G, self.D, self.opt_g, self.opt_d)
         self.rng.bit_generator.state = state["data_rng"]
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        restore_schedule(self.schedulers, self.step)
         self._window_n = int(state["window"]["n"])
         self._window = {k: float(v) for k, v in state["window"]["sums"].items()}
         self._saved_step = self.step
@@ -367,6 +374,8 @@ class LabTrainer:
                     f"{self.checkpoint_path} keeps the last good weights. Try a lower --lr or "
                     "another --seed")
         self._window, self._window_n = {}, 0
+        if self.schedulers:
+            means["lr_g"], means["lr_d"] = self.opt_g.lr, self.opt_d.lr
         self.log(**means)
 
     def summary(self) -> dict:

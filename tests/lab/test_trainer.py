@@ -80,6 +80,39 @@ def test_resume_continues_exactly(tmp_path, loss, pack):
     assert [json.loads(s)["step"] for s in lines if "modes" in s] == [3, 6]
 
 
+def test_lr_decay_follows_its_schedule_and_resumes_exactly(tmp_path):
+    """lr_decay 0.5 over 8 steps: the rates hold for 4 steps, then fall by quarters; logged
+    after every other step; a run stopped at step 3 resumes onto the same schedule."""
+    common = dict(lr_decay=0.5, frame_every=0, eval_every=0, checkpoint_every=0, **TINY)
+    whole = LabTrainer(LabConfig(out=str(tmp_path / "whole"), steps=8, **common))
+    base = whole.opt_g.lr
+    whole.fit()
+    logged = [(r["step"], r["lr_g"], r["lr_d"]) for r in whole.records if "loss_d" in r]
+    expected = [(2, 1.0), (4, 1.0), (6, 2 / 4), (8, 0.0)]    # the rate for the next step
+    assert [s for s, _, _ in logged] == [s for s, _ in expected]
+    np.testing.assert_allclose([g for _, g, _ in logged], [base * f for _, f in expected],
+                               rtol=1e-12, atol=0)
+    assert all(g == d for _, g, d in logged)
+
+    def stop_at_3(trainer, stats):
+        if trainer.step == 3:
+            trainer._stop_requested = True
+    from minigan.gan.trainer import TrainingInterrupted
+
+    part = LabTrainer(LabConfig(out=str(tmp_path / "part"), steps=8, **common),
+                      callbacks=[stop_at_3])
+    with pytest.raises(TrainingInterrupted):
+        part.fit()
+    resumed = LabTrainer.resume(tmp_path / "part")
+    assert resumed.opt_g.lr == base           # step 4 still runs at the full rate
+    resumed.fit()
+    for net in ("G", "D"):
+        a, b = _params(getattr(whole, net)), _params(getattr(resumed, net))
+        assert all((a[k] == b[k]).all() for k in a), f"{net} differs after resume"
+    with pytest.raises(ValueError, match="lr_decay"):
+        LabTrainer(LabConfig(out=str(tmp_path / "bad"), lr_decay=-0.1, **TINY))
+
+
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
     import os
     import signal
