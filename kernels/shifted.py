@@ -51,7 +51,21 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 BLAS = _blas.load()   # NumPy's OpenBLAS, or a copy with faster kernels (kernels/blas.py)
 _SGEMM, _GET_THREADS, _SET_THREADS = BLAS.sgemm, BLAS.get_threads, BLAS.set_threads
 POOL = T.RowPool()
-THREADS = T.configure(_SET_THREADS, POOL) if _SGEMM is not None else None  # None: fixed
+THREADS = (T.configure(_SET_THREADS, POOL, _GET_THREADS) if _SGEMM is not None
+           else None)                                                      # None: fixed
+
+
+def thread_family() -> str | None:
+    """'blas' or 'pool': how the default setting (MINIGAN_THREADS unset) runs this process's
+    convolutions, once the first has run; None for the other settings or before that."""
+    return THREADS.family if isinstance(THREADS, T.Detect) else None
+
+
+def use_thread_family(family: str | None) -> None:
+    """Run the convolutions the way a run started (`thread_family()` then), so that a resumed
+    run rounds as the unbroken one would; nothing unless MINIGAN_THREADS is unset."""
+    if family is not None and isinstance(THREADS, T.Detect) and THREADS.family != family:
+        THREADS.use(family)
 
 
 def _timed(flops):

@@ -17,9 +17,11 @@ Two remedies, used together:
   again after a patience that doubles each time that one loses (up to `max_patience` windows) and
   resets when it wins; a second look that is clearly losing ends after its first call. A sudden
   slowdown of the current choice (another process starting) shows at the next window's end.
-MINIGAN_THREADS picks the setting (see `configure`): blas (the default: OpenBLAS's threads,
-best on a quiet machine), pool (the measured choice among the pool's widths: for busy machines
-and several runs at once; results identical bit for bit), auto (every option), or a number.
+MINIGAN_THREADS picks the setting (see `configure`): detect (the default: blas on a quiet
+machine, pool on a busy one, decided by `busy_cores` at the first convolution), blas (OpenBLAS's
+threads, best on a quiet machine), pool (the measured choice among the pool's widths: for busy
+machines and several runs at once; results identical bit for bit), auto (every option), or a
+number.
 """
 
 from __future__ import annotations
@@ -152,10 +154,72 @@ class Threads:
             self.current = choice
 
 
-def configure(set_blas_threads, pool: RowPool) -> Threads | None:
+def busy_cores(seconds: float = 0.25, stat: str = "/proc/stat", sleep=time.sleep) -> float | None:
+    """How many cores' worth of CPU time the other processes used over `seconds`, while this
+    one sleeps: the machine's busy time in /proc/stat (steal included: a virtual machine's
+    cores taken by its host) less this process's own. None where there is no /proc/stat."""
+    def busy() -> float:
+        with open(stat) as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = ticks + [0] * (8 - len(ticks))
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def own() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    try:
+        b0, o0, t0 = busy(), own(), time.monotonic()
+    except (OSError, ValueError):
+        return None
+    sleep(seconds)
+    b1, o1, t1 = busy(), own(), time.monotonic()
+    return max(0.0, (b1 - b0) - (o1 - o0)) / max(t1 - t0, 1e-3)
+
+
+class Detect:
+    """The default setting: OpenBLAS's threads on a quiet machine, the pool (and its measured
+    widths) when other processes keep at least `threshold` cores busy. `probe()` (busy_cores)
+    runs at the first convolution, not at import, so the load it sees is the training's own
+    surroundings. `family` then says which was chosen; `use(family)` sets one (a resumed run
+    keeps the family it started with: the two round differently)."""
+
+    def __init__(self, use_blas, make_pool, probe=busy_cores, threshold: float = 0.5):
+        self.use_blas, self.make_pool, self.probe = use_blas, make_pool, probe
+        self.threshold = threshold
+        self.family: str | None = None
+        self.busy: float | None = None            # what the probe saw
+        self.inner: Threads | None = None
+
+    def use(self, family: str) -> None:
+        if family not in ("blas", "pool"):
+            raise ValueError(f"thread family must be 'blas' or 'pool', got {family!r}")
+        if family == "pool":
+            self.inner = self.make_pool()
+        else:
+            self.inner = None
+            self.use_blas()
+        self.family = family
+
+    def start(self) -> float:
+        if self.family is None:
+            self.busy = self.probe()
+            self.use("pool" if self.busy is not None and self.busy >= self.threshold
+                     else "blas")
+        return self.inner.start() if self.inner is not None else 0.0
+
+    def done(self, t0: float, flops: float) -> None:
+        if self.inner is not None:
+            self.inner.done(t0, flops)
+
+
+def configure(set_blas_threads, pool: RowPool, get_blas_threads=None) -> Threads | Detect | None:
+
     """Set up threading for this process as MINIGAN_THREADS says; returns the controller for the
     adaptive settings. Options are (BLAS, pool, numba) widths:
-      blas (default)  (all, 1, all): OpenBLAS's own threads; fastest on a quiet machine
+      detect (default) blas, or pool when other processes keep half a core or more busy as
+                      the first convolution runs (`Detect`)
+      blas            (all, 1, all): OpenBLAS's own threads; fastest on a quiet machine
       pool            chosen among (1, all, all), (1, all, 1), (1, 1, 1) by measuring: the
                       pool holds up on a busy machine, numba's fork-join kernels are the first
                       to suffer there; all three give the same results bit for bit
@@ -165,13 +229,13 @@ def configure(set_blas_threads, pool: RowPool) -> Threads | None:
       N               (1, N, N)"""
     import numba
 
-    setting = os.environ.get("MINIGAN_THREADS", "blas").strip().lower()
+    setting = os.environ.get("MINIGAN_THREADS", "").strip().lower() or "detect"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     most = max(1, min(cores or 1, numba.config.NUMBA_NUM_THREADS))
-    if setting not in ("auto", "blas", "pool"):
+    if setting not in ("auto", "blas", "pool", "detect"):
         if not setting.isdigit() or int(setting) < 1:
-            raise ValueError(f"MINIGAN_THREADS must be blas, pool, auto or a positive number "
-                             f"of threads, got {setting!r}")
+            raise ValueError(f"MINIGAN_THREADS must be detect, blas, pool, auto or a positive "
+                             f"number of threads, got {setting!r}")
         most = int(setting)
 
     def setter(widths: tuple[int, int, int]) -> None:
@@ -182,12 +246,29 @@ def configure(set_blas_threads, pool: RowPool) -> Threads | None:
         numba.set_num_threads(min(widths[2], numba.config.NUMBA_NUM_THREADS))
 
     pooled = [(1, most, most), (1, most, 1), (1, 1, 1)]
-    if setting == "blas" or set_blas_threads is None:
-        pool.width, pool.max_chunks = 1, 1        # OpenBLAS and numba as they start (or as the
-        return None                               # user set them): whole GEMMs, all threads
+    blas_start = get_blas_threads() if get_blas_threads is not None else most
+    numba_start = numba.get_num_threads()
+
+    def as_started() -> None:                     # OpenBLAS and numba as they start (or as the
+        pool.width, pool.max_chunks = 1, 1        # user set them): whole GEMMs, all threads
+        if set_blas_threads is not None:
+            set_blas_threads(blas_start)
+        numba.set_num_threads(numba_start)
+
+    if setting == "blas" or set_blas_threads is None or (setting == "detect" and most == 1):
+        pool.width, pool.max_chunks = 1, 1
+        return None
     if setting.isdigit() or most == 1:
         setter((1, most, most))
         return None
+    if setting == "detect":
+        pool.width, pool.max_chunks = 1, 1
+        return Detect(as_started, lambda: _started(Threads(pooled, setter)))
     options = pooled if setting == "pool" else [(most, 1, most), *pooled]
     setter(options[0])
     return Threads(options, setter)
+
+
+def _started(ctl: Threads) -> Threads:
+    ctl.setter(ctl.options[0])
+    return ctl

@@ -43,6 +43,7 @@ import numpy as np
 from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
+from ..kernels import shifted
 from ..optim import AveragedModel, get_ema_multi_avg_fn
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
@@ -289,10 +290,15 @@ class Trainer:
                 **({"G_ema": dict(self.G_ema.state_dict())} if self.G_ema else {}),
                 "loader": self.loader.state_dict(),
                 "fixed_noise": self.fixed_noise, "config": asdict(self.config),
-                "window": {"n": self._window_n, "sums": dict(self._window)}}
+                "window": {"n": self._window_n, "sums": dict(self._window)},
+                # how the CPU convolutions were threaded, which decides their rounding: a
+                # resumed run keeps it (see kernels/threads.py, MINIGAN_THREADS unset)
+                "threads": shifted.thread_family() if self.device == "cpu" else None}
 
     def load_state_dict(self, state: dict) -> None:
         self._calibration = (None, {})
+        if self.device == "cpu":
+            shifted.use_thread_family(state.get("threads"))
         load_gan_state(state, self.G, self.D, self.opt_g, self.opt_d)
         if self.G_ema is not None:
             self.G_ema.load_state_dict(state["G_ema"])

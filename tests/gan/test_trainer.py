@@ -109,6 +109,34 @@ def test_lr_decay_follows_its_schedule_and_resumes_exactly(tmp_path, quick_curve
         Trainer(_config(tmp_path, "bad", lr_decay=1.5))
 
 
+def test_a_resumed_run_keeps_how_its_convolutions_were_threaded(tmp_path, monkeypatch):
+    """MINIGAN_THREADS unset: the first convolution picks OpenBLAS's threads or the pool by the
+    machine's load, and the two round differently, so the checkpoint keeps the choice and a
+    resumed run uses it whatever the load is then."""
+    from minigan.kernels import shifted
+    from minigan.kernels import threads as T
+
+    class Quiet:                                  # a pool controller that changes nothing
+        def start(self):
+            return 0.0
+
+        def done(self, t0, flops):
+            pass
+
+    if not shifted.available(np.float32):
+        pytest.skip("no CBLAS sgemm: the convolutions are not threaded by minigan")
+    busy = T.Detect(lambda: None, Quiet, probe=lambda: 2.0)
+    monkeypatch.setattr(shifted, "THREADS", busy)
+    config = _config(tmp_path, width=16, steps=2, fd_every=0)    # 16 channels: shifted GEMMs
+    Trainer(config).fit()
+    assert busy.family == "pool"
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.npz")["threads"] == "pool"
+    quiet = T.Detect(lambda: None, Quiet, probe=lambda: 0.0)
+    monkeypatch.setattr(shifted, "THREADS", quiet)
+    Trainer.resume(tmp_path / "run", steps=3).fit()
+    assert quiet.family == "pool", "the resumed run took the family the probe would pick"
+
+
 class NaNAfter(BCELoss):
     """BCE whose generator loss turns NaN at a given call."""
 

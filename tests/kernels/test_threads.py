@@ -90,9 +90,14 @@ def test_environment_sets_the_threads(monkeypatch):
         monkeypatch.setenv("MINIGAN_THREADS", "1")
         assert T.configure(blas.append, pool) is None
         assert blas == [1] and pool.width == 1 and numba.get_num_threads() == 1
-        monkeypatch.delenv("MINIGAN_THREADS")      # the default: OpenBLAS's threads, no pool
+        monkeypatch.setenv("MINIGAN_THREADS", "blas")      # OpenBLAS's threads, no pool
         assert T.configure(blas.append, pool) is None
         assert blas == [1] and pool.width == 1 and pool.max_chunks == 1   # BLAS left alone
+        monkeypatch.delenv("MINIGAN_THREADS")      # the default: blas or pool, by the load
+        ctl = T.configure(blas.append, pool, lambda: 7)
+        assert (ctl is None) == (cores == 1) and pool.width == 1 and pool.max_chunks == 1
+        if ctl is not None:
+            assert isinstance(ctl, T.Detect) and ctl.family is None and blas == [1]
         monkeypatch.setenv("MINIGAN_THREADS", "pool")
         ctl = T.configure(blas.append, pool)
         if cores > 1:
@@ -106,10 +111,58 @@ def test_environment_sets_the_threads(monkeypatch):
                                    (1, 1, 1)]
             assert blas[-1] == cores and pool.width == 1
         monkeypatch.setenv("MINIGAN_THREADS", "many")
-        with pytest.raises(ValueError, match="MINIGAN_THREADS must be blas, pool, auto or a"):
+        with pytest.raises(ValueError, match="MINIGAN_THREADS must be detect, blas, pool, auto or a"):
             T.configure(blas.append, pool)
     finally:
         numba.set_num_threads(numba_before)
+
+
+def test_busy_cores_counts_the_other_processes_time(tmp_path):
+    """Two reads of a fake /proc/stat around the sleep: the machine's busy ticks (user, nice,
+    system, irq, softirq, steal; not idle or iowait) less this process's own time."""
+    import os
+
+    hz = os.sysconf("SC_CLK_TCK")
+    stat = tmp_path / "stat"
+    first = [100, 5, 20, 900, 40, 1, 2, 3]
+    # 0.25 s later: 1.5 cores' worth of busy ticks (idle and iowait do not count)
+    busy = round(1.5 * 0.25 * hz)
+    second = [100 + busy - 3, 5, 20 + 1, 950, 80, 1, 2, 3 + 2]
+    stat.write_text("cpu  " + " ".join(map(str, first)) + "\ncpu0 1 2 3\n")
+
+    def sleep(seconds):
+        stat.write_text("cpu  " + " ".join(map(str, second)) + "\n")
+        time.sleep(seconds)
+
+    seen = T.busy_cores(0.25, str(stat), sleep)
+    assert seen == pytest.approx(1.5, abs=0.15)   # the process's own time and timing jitter
+    assert T.busy_cores(0.01, str(tmp_path / "none")) is None
+
+
+def test_detect_picks_the_pool_only_on_a_busy_machine():
+    made, blas_used = [], []
+
+    def make_pool():
+        made.append(T.Threads([(1, 2, 2), (1, 1, 1)], lambda o: None))
+        return made[-1]
+
+    quiet = T.Detect(lambda: blas_used.append(1), make_pool, probe=lambda: 0.2)
+    assert quiet.family is None
+    quiet.done(quiet.start(), 1e6)
+    assert quiet.family == "blas" and quiet.busy == 0.2 and not made and blas_used
+    busy = T.Detect(lambda: None, make_pool, probe=lambda: 1.0)
+    busy.done(busy.start(), 1e6)
+    assert busy.family == "pool" and busy.inner is made[-1] and made[-1]._calls == 1
+    unknown = T.Detect(lambda: None, make_pool, probe=lambda: None)   # no /proc/stat
+    unknown.start()
+    assert unknown.family == "blas"
+    probes = []
+    kept = T.Detect(lambda: None, make_pool, probe=lambda: probes.append(1) or 2.0)
+    kept.use("blas")                     # a resumed run's family: the probe never runs
+    kept.start()
+    assert kept.family == "blas" and not probes
+    with pytest.raises(ValueError, match="'blas' or 'pool'"):
+        kept.use("fast")
 
 
 def test_row_pool_covers_every_row_once_and_raises_errors():
