@@ -154,42 +154,68 @@ class Threads:
             self.current = choice
 
 
-def busy_cores(seconds: float = 0.25, stat: str = "/proc/stat", sleep=time.sleep) -> float | None:
-    """How many cores' worth of CPU time the other processes used over `seconds`, while this
-    one sleeps: the machine's busy time in /proc/stat (steal included: a virtual machine's
-    cores taken by its host) less this process's own. None where there is no /proc/stat."""
-    def busy() -> float:
-        with open(stat) as f:
-            ticks = [int(v) for v in f.readline().split()[1:9]]
+class LoadMeter:
+    """Reads how much CPU time the whole machine and this process have used: /proc/stat's busy
+    ticks (user, nice, system, irq, softirq, and steal: a virtual machine's cores taken by its
+    host) and os.times(). `others()` is the other processes' share since the last call, in
+    cores, so it can be read while this process runs (its own threads, spinning ones
+    included, are taken out)."""
+
+    def __init__(self, stat: str = "/proc/stat", clock=time.monotonic):
+        self.stat, self.clock = stat, clock
+        self.last = self.read()
+
+    def read(self) -> tuple[float, float, float] | None:
+        try:
+            with open(self.stat) as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
         user, nice, system, _idle, _iowait, irq, softirq, steal = ticks + [0] * (8 - len(ticks))
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-    def own() -> float:
         t = os.times()
-        return t.user + t.system
+        return ((user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"),
+                t.user + t.system, self.clock())
 
-    try:
-        b0, o0, t0 = busy(), own(), time.monotonic()
-    except (OSError, ValueError):
-        return None
+    def others(self) -> float | None:
+        now = self.read()
+        last, self.last = self.last, now
+        if now is None or last is None:
+            return None
+        machine, own, seconds = (a - b for a, b in zip(now, last, strict=True))
+        return max(0.0, machine - own) / max(seconds, 1e-3)
+
+
+def busy_cores(seconds: float = 0.25, stat: str = "/proc/stat", sleep=time.sleep) -> float | None:
+    """How many cores' worth of CPU time the other processes use, over `seconds` of sleep;
+    None where there is no /proc/stat."""
+    meter = LoadMeter(stat)
     sleep(seconds)
-    b1, o1, t1 = busy(), own(), time.monotonic()
-    return max(0.0, (b1 - b0) - (o1 - o0)) / max(t1 - t0, 1e-3)
+    return meter.others()
 
 
 class Detect:
     """The default setting: OpenBLAS's threads on a quiet machine, the pool (and its measured
-    widths) when other processes keep at least `threshold` cores busy. `probe()` (busy_cores)
-    runs at the first convolution, not at import, so the load it sees is the training's own
-    surroundings. `family` then says which was chosen; `use(family)` sets one (a resumed run
-    keeps the family it started with: the two round differently)."""
+    widths) while other processes keep at least `threshold` cores busy.
 
-    def __init__(self, use_blas, make_pool, probe=busy_cores, threshold: float = 0.5):
+    `probe()` (busy_cores) decides at the first convolution, not at import, so the load it sees
+    is the training's own surroundings. Then every `interval` seconds the meter reads the other
+    processes' share while training runs: OpenBLAS's threads give way to the pool as soon as the
+    machine gets busy, and come back after `patience` quiet readings in a row. `family` says
+    which runs now; `use(family)` sets one (a resumed run starts in the family it was saved in:
+    the two round differently). `switches` lists (seconds since the first choice, family, cores
+    busy), the first choice included."""
+
+    def __init__(self, use_blas, make_pool, probe=busy_cores, threshold: float = 0.5,
+                 meter=None, interval: float = 5.0, patience: int = 3, clock=time.monotonic):
         self.use_blas, self.make_pool, self.probe = use_blas, make_pool, probe
-        self.threshold = threshold
+        self.threshold, self.interval, self.patience = threshold, interval, patience
+        self.meter, self.clock = meter, clock
         self.family: str | None = None
-        self.busy: float | None = None            # what the probe saw
+        self.busy: float | None = None            # the latest reading
         self.inner: Threads | None = None
+        self.switches: list[tuple] = []
+        self._t0 = self._checked = None
+        self._quiet = 0
 
     def use(self, family: str) -> None:
         if family not in ("blas", "pool"):
@@ -200,12 +226,37 @@ class Detect:
             self.inner = None
             self.use_blas()
         self.family = family
+        self._quiet = 0
+
+    def _choose(self, busy: float | None) -> None:
+        self.busy = busy
+        now = self.clock()
+        if self._t0 is None:
+            self._t0 = now
+        if self.family is None:
+            want = "pool" if busy is not None and busy >= self.threshold else "blas"
+        elif busy is None:
+            return
+        elif self.family == "blas":
+            want = "pool" if busy >= self.threshold else "blas"
+        else:
+            self._quiet = self._quiet + 1 if busy < self.threshold else 0
+            want = "blas" if self._quiet >= self.patience else "pool"
+        if want != self.family:
+            self.use(want)
+            self.switches.append((round(now - self._t0, 1), want, busy))
 
     def start(self) -> float:
         if self.family is None:
-            self.busy = self.probe()
-            self.use("pool" if self.busy is not None and self.busy >= self.threshold
-                     else "blas")
+            self._choose(self.probe())
+        now = self.clock()
+        if self._checked is None:
+            self._checked = now
+            if self.meter is None:
+                self.meter = LoadMeter()
+        elif now - self._checked >= self.interval:
+            self._checked = now
+            self._choose(self.meter.others())
         return self.inner.start() if self.inner is not None else 0.0
 
     def done(self, t0: float, flops: float) -> None:

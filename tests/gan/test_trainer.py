@@ -125,13 +125,13 @@ def test_a_resumed_run_keeps_how_its_convolutions_were_threaded(tmp_path, monkey
 
     if not shifted.available(np.float32):
         pytest.skip("no CBLAS sgemm: the convolutions are not threaded by minigan")
-    busy = T.Detect(lambda: None, Quiet, probe=lambda: 2.0)
+    busy = T.Detect(lambda: None, Quiet, probe=lambda: 2.0, interval=1e9)
     monkeypatch.setattr(shifted, "THREADS", busy)
     config = _config(tmp_path, width=16, steps=2, fd_every=0)    # 16 channels: shifted GEMMs
     Trainer(config).fit()
     assert busy.family == "pool"
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.npz")["threads"] == "pool"
-    quiet = T.Detect(lambda: None, Quiet, probe=lambda: 0.0)
+    quiet = T.Detect(lambda: None, Quiet, probe=lambda: 0.0, interval=1e9)
     monkeypatch.setattr(shifted, "THREADS", quiet)
     Trainer.resume(tmp_path / "run", steps=3).fit()
     assert quiet.family == "pool", "the resumed run took the family the probe would pick"

@@ -117,52 +117,82 @@ def test_environment_sets_the_threads(monkeypatch):
         numba.set_num_threads(numba_before)
 
 
-def test_busy_cores_counts_the_other_processes_time(tmp_path):
-    """Two reads of a fake /proc/stat around the sleep: the machine's busy ticks (user, nice,
-    system, irq, softirq, steal; not idle or iowait) less this process's own time."""
+def test_the_load_meter_counts_the_other_processes_time(tmp_path, monkeypatch):
+    """Two reads of a fake /proc/stat: the machine's busy ticks (user, nice, system, irq,
+    softirq, steal; not idle or iowait) less this process's own CPU time, over the wall time."""
     import os
 
     hz = os.sysconf("SC_CLK_TCK")
     stat = tmp_path / "stat"
-    first = [100, 5, 20, 900, 40, 1, 2, 3]
-    # 0.25 s later: 1.5 cores' worth of busy ticks (idle and iowait do not count)
-    busy = round(1.5 * 0.25 * hz)
-    second = [100 + busy - 3, 5, 20 + 1, 950, 80, 1, 2, 3 + 2]
-    stat.write_text("cpu  " + " ".join(map(str, first)) + "\ncpu0 1 2 3\n")
+    times = iter([0.0, 0.25, 10.0, 12.0])
+    own = iter([1.0, 1.05, 3.0, 5.0])                 # this process: 0.05 s, then 2 s
 
-    def sleep(seconds):
-        stat.write_text("cpu  " + " ".join(map(str, second)) + "\n")
-        time.sleep(seconds)
+    def write(ticks):
+        stat.write_text("cpu  " + " ".join(map(str, ticks)) + "\ncpu0 1 2 3\n")
 
-    seen = T.busy_cores(0.25, str(stat), sleep)
-    assert seen == pytest.approx(1.5, abs=0.15)   # the process's own time and timing jitter
+    monkeypatch.setattr(os, "times", lambda: os.times_result((next(own), 0, 0, 0, 0)))
+    write([100, 5, 20, 900, 40, 1, 2, 3])
+    meter = T.LoadMeter(str(stat), clock=lambda: next(times))
+    # 0.25 s later: (1.5 cores * 0.25 s + 0.05 s of our own) of busy ticks; idle, iowait ignored
+    busy = round((1.5 * 0.25 + 0.05) * hz)
+    write([100 + busy - 3, 5, 20 + 1, 950, 80, 1, 2, 3 + 2])
+    assert meter.others() == pytest.approx(1.5, abs=1.5 / hz / 0.25)
+    # 2 s of our own threads on 2 cores, nothing else: 0 cores of the others
+    write([100 + busy - 3 + 2 * hz, 5, 21, 960, 80, 1, 2, 5])
+    assert meter.others() == pytest.approx(0.0, abs=1 / hz)
+    assert T.LoadMeter(str(tmp_path / "none")).others() is None
     assert T.busy_cores(0.01, str(tmp_path / "none")) is None
 
 
-def test_detect_picks_the_pool_only_on_a_busy_machine():
+class _Meter:
+    def __init__(self, readings):
+        self.readings = list(readings)
+
+    def others(self):
+        return self.readings.pop(0)
+
+
+def test_detect_picks_the_pool_only_while_the_machine_is_busy():
     made, blas_used = [], []
 
     def make_pool():
         made.append(T.Threads([(1, 2, 2), (1, 1, 1)], lambda o: None))
         return made[-1]
 
-    quiet = T.Detect(lambda: blas_used.append(1), make_pool, probe=lambda: 0.2)
+    quiet = T.Detect(lambda: blas_used.append(1), make_pool, probe=lambda: 0.2,
+                     meter=_Meter([]), interval=1e9)
     assert quiet.family is None
     quiet.done(quiet.start(), 1e6)
     assert quiet.family == "blas" and quiet.busy == 0.2 and not made and blas_used
-    busy = T.Detect(lambda: None, make_pool, probe=lambda: 1.0)
+    busy = T.Detect(lambda: None, make_pool, probe=lambda: 1.0, meter=_Meter([]), interval=1e9)
     busy.done(busy.start(), 1e6)
     assert busy.family == "pool" and busy.inner is made[-1] and made[-1]._calls == 1
-    unknown = T.Detect(lambda: None, make_pool, probe=lambda: None)   # no /proc/stat
+    unknown = T.Detect(lambda: None, make_pool, probe=lambda: None, meter=_Meter([]),
+                       interval=1e9)                              # no /proc/stat
     unknown.start()
     assert unknown.family == "blas"
     probes = []
-    kept = T.Detect(lambda: None, make_pool, probe=lambda: probes.append(1) or 2.0)
+    kept = T.Detect(lambda: None, make_pool, probe=lambda: probes.append(1) or 2.0,
+                    meter=_Meter([]), interval=1e9)
     kept.use("blas")                     # a resumed run's family: the probe never runs
     kept.start()
     assert kept.family == "blas" and not probes
     with pytest.raises(ValueError, match="'blas' or 'pool'"):
         kept.use("fast")
+
+    # while training: a reading every `interval` seconds of the clock
+    clock = iter(range(0, 1000, 5))
+    readings = [0.1, 1.2, 0.9, 0.2, 0.3, 1.0, 0.1, 0.2, 0.3, 0.1]
+    live = T.Detect(lambda: None, make_pool, probe=lambda: 0.0, meter=_Meter(readings),
+                    interval=5, patience=3, clock=lambda: next(clock))
+    families = []
+    for _ in range(len(readings) + 1):
+        live.start()
+        families.append(live.family)
+    # quiet, busy at once -> pool; back to blas only after 3 quiet readings in a row
+    assert families == ["blas", "blas", "pool", "pool", "pool", "pool", "pool", "pool", "pool",
+                        "blas", "blas"]
+    assert [f for _, f, _ in live.switches] == ["blas", "pool", "blas"]   # the first choice too
 
 
 def test_row_pool_covers_every_row_once_and_raises_errors():
