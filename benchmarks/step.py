@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -45,6 +46,7 @@ import minigan.functional as F
 from minigan import backend, nn
 from minigan.gan.models import dcgan, radford
 from minigan.kernels import shifted
+from minigan.kernels import threads as T
 from minigan.optim import Adam
 
 Z_DIM = 100
@@ -222,11 +224,21 @@ def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
             for _ in range(block):
                 times[k].append(_timed(fn))
     out = {"model": model, "batch": batch, "device": device, "steps": steps, "block": block,
-           "openblas": shifted.BLAS.core}
+           "openblas": shifted.BLAS.core, "threads": _threads()}
     out.update({f"{k}_median_s": statistics.median(v) for k, v in times.items()})
     if with_torch:
         out["ratio"] = out["minigan_median_s"] / out["torch_median_s"]
     return out
+
+
+def _threads() -> str:
+    """MINIGAN_THREADS, and for the default what it chose (with the other processes' load)."""
+    setting = os.environ.get("MINIGAN_THREADS") or "detect"
+    detect = shifted.THREADS if isinstance(shifted.THREADS, T.Detect) else None
+    if detect is None:
+        return setting
+    return " ".join(f"{f}@{t}s({b if b is None else round(b, 2)} busy)"
+                    for t, f, b in detect.switches) or setting
 
 
 def peak_rss(framework: str, batch: int, device: str, model: str = "tf") -> dict:

@@ -200,13 +200,14 @@ class Detect:
     `probe()` (busy_cores) decides at the first convolution, not at import, so the load it sees
     is the training's own surroundings. Then every `interval` seconds the meter reads the other
     processes' share while training runs: OpenBLAS's threads give way to the pool as soon as the
-    machine gets busy, and come back after `patience` quiet readings in a row. `family` says
+    machine gets busy, and come back after `patience` quiet readings in a row (under half the
+    threshold: a competitor that only pauses keeps the pool). `family` says
     which runs now; `use(family)` sets one (a resumed run starts in the family it was saved in:
     the two round differently). `switches` lists (seconds since the first choice, family, cores
     busy), the first choice included."""
 
     def __init__(self, use_blas, make_pool, probe=busy_cores, threshold: float = 0.5,
-                 meter=None, interval: float = 5.0, patience: int = 3, clock=time.monotonic):
+                 meter=None, interval: float = 5.0, patience: int = 6, clock=time.monotonic):
         self.use_blas, self.make_pool, self.probe = use_blas, make_pool, probe
         self.threshold, self.interval, self.patience = threshold, interval, patience
         self.meter, self.clock = meter, clock
@@ -240,7 +241,7 @@ class Detect:
         elif self.family == "blas":
             want = "pool" if busy >= self.threshold else "blas"
         else:
-            self._quiet = self._quiet + 1 if busy < self.threshold else 0
+            self._quiet = self._quiet + 1 if busy < 0.5 * self.threshold else 0
             want = "blas" if self._quiet >= self.patience else "pool"
         if want != self.family:
             self.use(want)

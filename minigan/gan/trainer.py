@@ -44,6 +44,7 @@ from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
 from ..kernels import shifted
+from ..kernels import threads as T
 from ..optim import AveragedModel, get_ema_multi_avg_fn
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
@@ -253,7 +254,8 @@ class Trainer:
         self._consistent = True
         self._saved_step = None
         self._last_grid: tuple[int, Path] | None = None
-        self._calibration: tuple = (None, {})   # (step, BatchNorm statistics to sample with)
+        self._calibration: tuple = (None, {})
+        self._threads_said = 0                   # kernels.threads.Detect switches reported   # (step, BatchNorm statistics to sample with)
         self._pictures_step: int | None = None   # the step the pictures were last drawn at
         self._picture_seconds = 0.0              # time spent drawing them in this fit()
         self._t0: float | None = None
@@ -505,6 +507,7 @@ class Trainer:
             yield from self.loader
 
     def _after_step(self, stats: dict, bar) -> None:
+        self._say_threads()
         self._pending.append((self.step, stats))
         bar.update(1)
         if len(self._pending) >= self.host_every or self.step % self.config.log_every == 0:
@@ -515,6 +518,20 @@ class Trainer:
             self.save_checkpoint()
         for cb in self.callbacks:
             cb.on_step_end(self, stats)
+
+    def _say_threads(self) -> None:
+        """A line above the progress bar when the default CPU threading (MINIGAN_THREADS
+        unset) picks OpenBLAS's threads or the pool, or changes with the machine's load."""
+        detect = shifted.THREADS
+        if self.device != "cpu" or not isinstance(detect, T.Detect):
+            return
+        for _, family, busy in detect.switches[self._threads_said:]:
+            load = "not known" if busy is None else f"{busy:.1f} cores"
+            how = ("OpenBLAS's own" if family == "blas"
+                   else "a pool of minigan's (a busy machine)")
+            self._write(f"CPU threads: {how}; other processes use {load} (MINIGAN_THREADS="
+                        f"blas or pool keeps one)")
+        self._threads_said = len(detect.switches)
 
     def _log(self, **extra) -> None:
         record = {"step": self.step, "epoch": self.epoch + self.loader._batch / len(self.loader)}
