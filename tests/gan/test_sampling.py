@@ -41,10 +41,16 @@ def test_a_kept_calibration_draws_the_same_images_and_leaves_the_generator_alone
     z = np.random.default_rng(0).standard_normal((12, 8), dtype=np.float32)
     fresh = generate(G, z, batch_size=16, seed=3)
     kept = {}
+    calls = []
+    handle = G.register_forward_hook(lambda m, inputs, out: calls.append(inputs[0].shape[0]))
     first = generate(G, z, batch_size=16, seed=3, calibration=kept)
     assert kept["buffers"], "an empty calibration dict is filled"
+    assert calls == [16, 16, 16, 16, 12], "4 calibration batches, then the images"
     stats = [{k: v.copy() for k, v in b.items()} for b in kept["buffers"]]
+    calls.clear()
     again = generate(G, z, batch_size=16, seed=3, calibration=kept)
+    assert calls == [12], "a kept calibration is not computed again"
+    handle.remove()
     np.testing.assert_array_equal(first, fresh)
     np.testing.assert_array_equal(again, fresh)
     for b, s in zip(kept["buffers"], stats, strict=True):   # reusing it changes nothing

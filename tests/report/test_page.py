@@ -76,6 +76,26 @@ def test_a_small_picture_budget_skips_redraws_but_the_end_has_everything(tmp_pat
     assert (run / "curves.png").stat().st_mtime >= (run / "metrics.jsonl").stat().st_mtime
 
 
+def test_pictures_are_brought_up_to_date_when_training_is_interrupted(tmp_path):
+    from PIL import Image
+
+    from minigan.gan.trainer import TrainingInterrupted
+
+    def stop_at_7(trainer, stats):
+        if trainer.step == 7:                       # in epoch 4 of 2 steps each
+            trainer._stop_requested = True
+    seen = []
+    run = tmp_path / "run"
+    trainer = Trainer(_tiny(run, epochs=6, picture_budget=0.0),
+                      callbacks=[_look(run, seen), stop_at_7])
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit()
+    assert [s for s, _, _ in seen] == [2, 7], f"redraws: {seen}"
+    with Image.open(run / "progress.gif") as gif:
+        assert gif.n_frames == 3, "the GIF holds the three finished epochs' grids"
+    assert "samples/epoch_003.png" in (run / "index.html").read_text()
+
+
 def test_the_page_shows_an_eval_table_and_the_nearest_sheet(run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
