@@ -254,8 +254,9 @@ class Trainer:
         self._consistent = True
         self._saved_step = None
         self._last_grid: tuple[int, Path] | None = None
-        self._calibration: tuple = (None, {})
-        self._threads_said = 0                   # kernels.threads.Detect switches reported   # (step, BatchNorm statistics to sample with)
+        self._calibration: dict = {}             # BatchNorm statistics to sample with, until G
+                                                 # changes (a step, a loaded state)
+        self._threads_said = 0                   # kernels.threads.Detect switches reported
         self._pictures_step: int | None = None   # the step the pictures were last drawn at
         self._picture_seconds = 0.0              # time spent drawing them in this fit()
         self._t0: float | None = None
@@ -298,7 +299,7 @@ class Trainer:
                 "threads": shifted.thread_family() if self.device == "cpu" else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self._calibration = (None, {})
+        self._calibration = {}
         if self.device == "cpu":
             shifted.use_thread_family(state.get("threads"))
         load_gan_state(state, self.G, self.D, self.opt_g, self.opt_d)
@@ -370,6 +371,7 @@ class Trainer:
         statistics are means over the D updates.
         """
         G, D = self.G, self.D
+        self._calibration = {}              # G changes: sample() calibrates afresh
         sums: dict = {}                     # 0-d arrays on the device
         for i, real in enumerate(reals):
             z = randn(real.shape[0], self.config.z_dim, device=self.device)
@@ -684,10 +686,8 @@ class Trainer:
 
     def sample(self, z) -> np.ndarray:
         """G(z) as float (N, C, H, W) in [-1, 1], without side effects (see sampling.py)."""
-        if self._calibration[0] != self.step:    # G has changed since the last calibration
-            self._calibration = (self.step, {})
         return generate(self.sampler, z, batch_size=self.recipe.batch_size,
-                        seed=_seed_for(self.config.seed, 4), calibration=self._calibration[1])
+                        seed=_seed_for(self.config.seed, 4), calibration=self._calibration)
 
     def _draw(self, name: str) -> Path:
         path = viz.save_grid(self.sample(self.fixed_noise), self.out / "samples" / name, nrow=8)

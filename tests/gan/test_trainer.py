@@ -109,6 +109,24 @@ def test_lr_decay_follows_its_schedule_and_resumes_exactly(tmp_path, quick_curve
         Trainer(_config(tmp_path, "bad", lr_decay=1.5))
 
 
+def test_samples_follow_every_update_of_g(tmp_path):
+    """Samples at one moment share one BatchNorm calibration; a training step (also one called
+    by hand, which does not count steps) makes sample() calibrate afresh."""
+    from minigan.gan import generate
+    from minigan.gan.trainer import _seed_for
+
+    trainer = Trainer(_config(tmp_path, fd_every=0))
+    z = trainer.fixed_noise[:8]
+    first = trainer.sample(z)
+    np.testing.assert_array_equal(trainer.sample(z), first)
+    trainer.train_step(next(iter(trainer.loader)))
+    assert trainer.step == 0
+    fresh = generate(trainer.sampler, z, batch_size=trainer.recipe.batch_size,
+                     seed=_seed_for(trainer.config.seed, 4))
+    np.testing.assert_array_equal(trainer.sample(z), fresh)
+    assert not np.array_equal(fresh, first)
+
+
 def test_a_resumed_run_keeps_how_its_convolutions_were_threaded(tmp_path, monkeypatch):
     """MINIGAN_THREADS unset: the first convolution picks OpenBLAS's threads or the pool by the
     machine's load, and the two round differently, so the checkpoint keeps the choice and a
