@@ -86,17 +86,17 @@ def _thread_functions(lib):
 
 class Blas:
     """cblas_sgemm and OpenBLAS's thread functions of the library minigan calls; `core`: the
-    kernels it runs (e.g. 'SkylakeX'), `note`: where they came from."""
+    kernels it runs (e.g. 'SkylakeX')."""
 
-    def __init__(self, sgemm=None, get_threads=None, set_threads=None, core=None, note=""):
+    def __init__(self, sgemm=None, get_threads=None, set_threads=None, core=None):
         self.sgemm, self.get_threads, self.set_threads = sgemm, get_threads, set_threads
-        self.core, self.note = core, note
+        self.core = core
 
 
 def load() -> Blas:
     """cblas_sgemm and the thread functions of NumPy's OpenBLAS (all None where not found)."""
     if os.environ.get("MINIGAN_SHIFTED_GEMM") == "0":
-        return Blas(note="MINIGAN_SHIFTED_GEMM=0")
+        return Blas()
     for path in numpy_openblas():
         try:
             lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library and threads
@@ -104,8 +104,8 @@ def load() -> Blas:
             continue
         sgemm = _sgemm(lib)
         if sgemm is not None:
-            return Blas(sgemm, *_thread_functions(lib), corename(lib), "NumPy's OpenBLAS")
-    return Blas(note="no OpenBLAS with cblas_sgemm found beside NumPy")
+            return Blas(sgemm, *_thread_functions(lib), corename(lib))
+    return Blas()
 
 
 def advice(core: str | None, flags: frozenset | None = None, environ=os.environ) -> str | None:

@@ -48,7 +48,7 @@ from .conv import transpose2d
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-BLAS = _blas.load()   # NumPy's OpenBLAS, or a copy with faster kernels (kernels/blas.py)
+BLAS = _blas.load()   # NumPy's OpenBLAS (kernels/blas.py)
 _SGEMM, _GET_THREADS, _SET_THREADS = BLAS.sgemm, BLAS.get_threads, BLAS.set_threads
 POOL = T.RowPool()
 THREADS = (T.configure(_SET_THREADS, POOL, _GET_THREADS) if _SGEMM is not None
@@ -59,6 +59,18 @@ def thread_family() -> str | None:
     """'blas' or 'pool': how the default setting (MINIGAN_THREADS unset) runs this process's
     convolutions, once the first has run; None for the other settings or before that."""
     return THREADS.family if isinstance(THREADS, T.Detect) else None
+
+
+def fix_blas_threads(n: int) -> None:
+    """OpenBLAS's threads fixed at n for this process, the default's detection off; a measured
+    setting (MINIGAN_THREADS=pool or auto) keeps its own. For runs sized to fit the cores (a
+    sweep's), which the load they make together must not move."""
+    global THREADS
+    if isinstance(THREADS, T.Detect):
+        THREADS.use("blas")
+        THREADS = None
+    if _SET_THREADS is not None and THREADS is None:
+        _SET_THREADS(n)
 
 
 def use_thread_family(family: str | None) -> None:

@@ -307,20 +307,18 @@ def configure(set_blas_threads, pool: RowPool, get_blas_threads=None) -> Threads
             set_blas_threads(blas_start)
         numba.set_num_threads(numba_start)
 
+    pool.width, pool.max_chunks = 1, 1            # until a setting says otherwise
     if setting == "blas" or set_blas_threads is None or (setting == "detect" and most == 1):
-        pool.width, pool.max_chunks = 1, 1
         return None
     if setting.isdigit() or most == 1:
         setter((1, most, most))
         return None
     if setting == "detect":
-        pool.width, pool.max_chunks = 1, 1
-        return Detect(as_started, lambda: _started(Threads(pooled, setter)))
-    options = pooled if setting == "pool" else [(most, 1, most), *pooled]
+        return Detect(as_started, lambda: _started(pooled, setter))
+    return _started(pooled if setting == "pool" else [(most, 1, most), *pooled], setter)
+
+
+def _started(options, setter) -> Threads:
+    """The adaptive choice among `options`, the first of them set."""
     setter(options[0])
     return Threads(options, setter)
-
-
-def _started(ctl: Threads) -> Threads:
-    ctl.setter(ctl.options[0])
-    return ctl

@@ -323,17 +323,13 @@ def _limit_threads(threads: int | dict) -> int:
     import numba
 
     from .kernels import shifted
-    from .kernels.threads import Detect, Threads
 
     if isinstance(threads, dict):
         from distributed import get_worker
         from distributed.comm import get_address_host
 
         threads = threads.get(get_address_host(get_worker().address), 1)
-    if isinstance(shifted.THREADS, Detect):   # the runs are sized to fit the cores
-        shifted.THREADS.use("blas")
-    if shifted._SET_THREADS is not None and not isinstance(shifted.THREADS, Threads):
-        shifted._SET_THREADS(threads)
+    shifted.fix_blas_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return threads
 

@@ -196,6 +196,22 @@ def test_detect_picks_the_pool_only_while_the_machine_is_busy():
     assert [f for _, f, _ in live.switches] == ["blas", "pool", "blas"]   # the first choice too
 
 
+def test_fixed_blas_threads_end_the_detection_but_not_a_measured_setting(monkeypatch):
+    """What a sweep's runs (sized to fit the cores) ask for: OpenBLAS's threads at n, and no
+    switching with the load they make together; MINIGAN_THREADS=pool keeps its controller."""
+    blas, used = [], []
+    monkeypatch.setattr(S, "_SET_THREADS", blas.append)
+    detect = T.Detect(lambda: used.append("blas"), lambda: None, probe=lambda: 2.0)
+    monkeypatch.setattr(S, "THREADS", detect)
+    S.fix_blas_threads(3)
+    assert S.THREADS is None and detect.family == "blas" and used == ["blas"] and blas == [3]
+    assert S.thread_family() is None
+    measured = T.Threads([(1, 2, 2), (1, 1, 1)], lambda o: None)
+    monkeypatch.setattr(S, "THREADS", measured)
+    S.fix_blas_threads(1)
+    assert S.THREADS is measured and blas == [3]
+
+
 def test_row_pool_covers_every_row_once_and_raises_errors():
     pool = T.RowPool(width=3, min_rows=2)
     seen = []
