@@ -9,6 +9,7 @@ kernels;
 everything else is Python overhead (graph bookkeeping, argument checks).
 
     python benchmarks/profile_step.py --batch 256 --steps 5
+    python benchmarks/profile_step.py --model dcgan64 --batch 128 --steps 3 --top 25
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--model", default="tf", help="tf, torch-style or dcgan64 (benchmarks/step.py)")
+    p.add_argument("--top", type=int, default=0, help="also list the N functions with the most "
+                                                      "own time")
     a = p.parse_args()
-    step, _ = minigan_step(a.batch, "cpu")
+    step, _ = minigan_step(a.batch, "cpu", a.model)
     for _ in range(2):
         step()
     prof = cProfile.Profile()
@@ -67,9 +71,13 @@ def main() -> None:
         else:
             parts.setdefault("Python overhead", 0.0)
             parts["Python overhead"] += tottime
-    print(f"batch {a.batch}: {total / a.steps:.3f} s per step (under the profiler)")
+    print(f"{a.model}, batch {a.batch}: {total / a.steps:.3f} s per step (under the profiler)")
     for name, t in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {name:16s} {t / a.steps:7.3f} s  {100 * t / total:5.1f} %")
+    top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:a.top]
+    for (file, line, fn), (_, calls, tottime, _, _) in top:
+        print(f"  {tottime / a.steps:7.4f} s  {calls // a.steps:6d} calls  {fn}  "
+              f"{file.rsplit('/', 2)[-2:]}:{line}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import sys
 
 from .. import functional
-from . import init
+from . import init, utils
 from .layers import (
     BatchNorm1d,
     BatchNorm2d,
@@ -25,7 +25,7 @@ from .module import Module, Parameter
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "Dropout", "Flatten", "LeakyReLU",
     "Linear", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "Unflatten",
-    "Upsample", "functional", "init",
+    "Upsample", "functional", "init", "utils",
 ]
 
 # `import minigan.nn.functional as F` works as it does in PyTorch: the same module object.

@@ -97,10 +97,11 @@ def test_large_arrays_take_the_parallel_path(device):
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("shape", [(0, 3), (3, 0), (1, 1), (5, 3), (65, 33), (64, 1000), (130, 70),
-                                   (1000, 64), (300, 129)], ids=str)
+                                   (1000, 64), (300, 129), (130, 300),
+                                   (200, 1400)], ids=str)
 def test_transpose2d_is_an_exact_copy_of_the_transpose(device, shape):
-    """Tall arrays go through the tiled kernel (64 x 64 tiles, whole and ragged, serial and
-    parallel), wide ones through NumPy."""
+    """Tall arrays and wide ones of 128 rows or more go through the tiled kernel (64 x 64
+    tiles, whole and ragged, serial and parallel), small wide ones through NumPy."""
     a = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
     t = K.transpose2d(backend.to_device(a, device))
     assert t.shape == shape[::-1] and t.flags.c_contiguous
