@@ -274,13 +274,20 @@ def _tap_rows(w, plan):
             for _, _, _, taps in plan]
 
 
-def conv2d(x, w, sh, sw, ph, pw, oh, ow):
-    """x (Ci, H, W, N) or its `split`, w (Co, Ci, kh, kw) -> out (Co, oh, ow, N)."""
+def tap_rows(w, sh, sw, ph, pw):
+    """The weights w (Co, Ci, kh, kw) as conv2d and conv2d_input_grad read them (`rows`): made
+    once per forward pass, a layer's Function hands them to its backward's."""
+    return _tap_rows(w, _plan(*w.shape[2:], sh, sw, ph, pw))
+
+
+def conv2d(x, w, sh, sw, ph, pw, oh, ow, rows=None):
+    """x (Ci, H, W, N) or its `split`, w (Co, Ci, kh, kw) -> out (Co, oh, ow, N); `rows` is
+    tap_rows(w, ...) when the caller has it."""
     co, ci, kh, kw = w.shape
     xs = split(x, sh, sw, kh, kw, ph, pw, oh, ow)
     wq, n, ld = xs.wq, xs.n, xs.buf.shape[1]
     plan = _plan(kh, kw, sh, sw, ph, pw)
-    rows = _tap_rows(w, plan)
+    rows = _tap_rows(w, plan) if rows is None else rows
     pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
     size = oh * wq * n
     fresh = bool(pieces) and pieces[0][1:] == (0, oh * wq)  # the first GEMM writes all
@@ -303,16 +310,16 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow):
     return _compact(out, co, oh, wq, ow, n)
 
 
-def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd):
+def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     """The adjoint of conv2d in x (= the transposed convolution): gy (Co, oh, ow, N),
-    w (Co, Ci, kh, kw) -> gx (Ci, h, wd, N)."""
+    w (Co, Ci, kh, kw) -> gx (Ci, h, wd, N); `rows` as conv2d's."""
     co, oh, ow, n = gy.shape
     _, ci, kh, kw = w.shape
     hp, wp = _phase_size(h, sh), _phase_size(wd, sw)
     plan = _plan(kh, kw, sh, sw, ph, pw)
     wq, _, _ = _layout(plan, wp, ow)
     g_grid = _grid(gy, wq)
-    rows = _tap_rows(w, plan)
+    rows = _tap_rows(w, plan) if rows is None else rows
     pieces = _pieces(plan, oh, ow, hp, wp, wq)
     ld = hp * wq * n                     # phase images without margins: writes outside are
     gs = np.zeros((sh * sw * ci, ld), np.float32)   # padding, and are left out

@@ -54,10 +54,11 @@ def _nchw(y, n, h, w):
 
 class Conv2d(Function):
     """conv2d; `pre` may hand in what the caller already made of x: the phase images of its
-    (C, H, W, N) form (shifted path, S.split) or its column matrix (im2col path)."""
+    (C, H, W, N) form (shifted path, S.split) or its column matrix (im2col path); `rows` the
+    weight's S.tap_rows. The forward pass keeps the rows it used for the input gradient."""
 
-    def __init__(self, stride, padding, pre=None):
-        self.stride, self.padding, self.pre = stride, padding, pre
+    def __init__(self, stride, padding, pre=None, rows=None):
+        self.stride, self.padding, self.pre, self.rows = stride, padding, pre, rows
 
     def forward(self, x, w):
         (sh, sw), (ph, pw) = self.stride, self.padding
@@ -68,7 +69,9 @@ class Conv2d(Function):
         if S.suits(x, w, (ci, co)):
             pre = (self.pre if self.pre is not None
                    else S.split(_chwn(x), sh, sw, kh, kw, ph, pw, oh, ow))
-            y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow)
+            rows = self.rows if self.rows is not None else S.tap_rows(w, sh, sw, ph, pw)
+            y = S.conv2d(pre, w, sh, sw, ph, pw, oh, ow, rows)
+            self.rows = rows if is_grad_enabled() else None
         else:
             pre = (self.pre if self.pre is not None
                    else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow))
@@ -80,9 +83,9 @@ class Conv2d(Function):
         x, w = self.inputs
         gx = gw = None
         if self.needs_input_grad[0]:
-            gx = conv_transpose2d(gy, w, None, self.stride, self.padding,
-                                  _output_padding(x.shape, gy.shape, w.shape, self.stride,
-                                                  self.padding))
+            gx = ConvTranspose2d(self.stride, self.padding,
+                                 _output_padding(x.shape, gy.shape, w.shape, self.stride,
+                                                 self.padding), self.rows)(gy, w)
         if self.needs_input_grad[1]:
             gw = Conv2dGradWeight(self.stride, self.padding, w.shape,
                                   self.__dict__.pop("pre", None))(x, gy)
@@ -91,6 +94,7 @@ class Conv2d(Function):
     def release(self):
         super().release()
         self.__dict__.pop("pre", None)
+        self.rows = None
 
 
 def _output_padding(x_shape, y_shape, w_shape, stride, padding):
@@ -100,8 +104,11 @@ def _output_padding(x_shape, y_shape, w_shape, stride, padding):
 
 
 class ConvTranspose2d(Function):
-    def __init__(self, stride, padding, output_padding):
+    """conv_transpose2d; `rows` as Conv2d's (the adjoint reads the weight the same way)."""
+
+    def __init__(self, stride, padding, output_padding, rows=None):
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.rows = rows
 
     def forward(self, x, w):
         (sh, sw), (ph, pw), (eh, ew) = self.stride, self.padding, self.output_padding
@@ -113,7 +120,10 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: output size ({oh}, {ow}) is not positive for "
                              f"input {tuple(x.shape)}, kernel {(kh, kw)}, padding {(ph, pw)}")
         if S.suits(x, w, (ci, co)):  # the adjoint of conv2d(., w) from (co, oh, ow) to x
-            return _nchw(S.conv2d_input_grad(_chwn(x), w, sh, sw, ph, pw, oh, ow), n, oh, ow)
+            rows = self.rows if self.rows is not None else S.tap_rows(w, sh, sw, ph, pw)
+            self.rows = rows if is_grad_enabled() else None
+            return _nchw(S.conv2d_input_grad(_chwn(x), w, sh, sw, ph, pw, oh, ow, rows), n, oh,
+                         ow)
         col = w.reshape(ci, -1).T @ _rows(x)  # (Cout*kh*kw, H*W*N)
         return _nchw(K.col2im(col, (co, oh, ow, n), kh, kw, sh, sw, ph, pw, h, wd), n, oh, ow)
 
@@ -127,10 +137,14 @@ class ConvTranspose2d(Function):
             pre = K.im2col(_chwn(gy.data), kh, kw, sh, sw, ph, pw, *x.shape[2:])
         gx = gw = None
         if self.needs_input_grad[0]:
-            gx = Conv2d(self.stride, self.padding, pre)(gy, w)
+            gx = Conv2d(self.stride, self.padding, pre, self.rows)(gy, w)
         if self.needs_input_grad[1]:
             gw = Conv2dGradWeight(self.stride, self.padding, w.shape, pre)(gy, x)
         return gx, gw
+
+    def release(self):
+        super().release()
+        self.rows = None
 
 
 class Conv2dGradWeight(Function):

@@ -319,6 +319,30 @@ def test_float32_wide_layers_take_the_shifted_gemm_path(stride, output_padding):
         assert_close(got.data, ref, 2e-5, 2e-5 * np.abs(ref).max(), f"conv_transpose2d {what}")
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_layer_rearranges_its_weight_once_per_forward_and_backward(transposed):
+    """The input gradient reads the weight in the forward pass's tap order: the Function hands
+    its rows on instead of transposing the weight again (on 256 -> 512-channel 4x4 layers that
+    copy costs as much as a small GEMM). The gradient is the one without the hand-on."""
+    from minigan.functional import conv as C
+
+    if not C.S.available(np.float32):
+        pytest.skip("no CBLAS sgemm found in NumPy's BLAS")
+    gen = np.random.default_rng(3)
+    c = C.S.MIN_CHANNELS
+    x = mg.tensor(gen.standard_normal((2, c, 6, 6)).astype(np.float32), requires_grad=True)
+    w = mg.tensor(gen.standard_normal((c, c, 3, 3)).astype(np.float32), requires_grad=True)
+    f = F.conv_transpose2d if transposed else F.conv2d
+    real = C.S._tap_rows
+    with mock.patch.object(C.S, "_tap_rows", side_effect=real) as spy:
+        gx, gw = mg.grad(f(x, w, None, 2, 1).sum(), [x, w])
+    assert spy.call_count == 1
+    with mock.patch.object(C.S, "tap_rows", return_value=None):   # every call makes its own
+        gx2, gw2 = mg.grad(f(x, w, None, 2, 1).sum(), [x, w])
+    np.testing.assert_array_equal(gx.data, gx2.data)
+    np.testing.assert_array_equal(gw.data, gw2.data)
+
+
 # The float32 fast path with unequal geometry along the two axes. On the CPU, float32 layers with
 # at least S.MIN_CHANNELS channels each way run as shifted GEMMs (kernels/shifted.py); the float64
 # tests above take im2col, so only these see how conv.py hands stride and padding to that path.
