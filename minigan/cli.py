@@ -30,7 +30,8 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
              "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
-             "label_smoothing", "lr_decay", "ema", "gp_lambda", "n_critic", "data_root")
+             "label_smoothing", "lr_decay", "ema", "spectral_norm", "gp_lambda", "n_critic",
+             "data_root")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
@@ -87,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ema", type=float, metavar="DECAY",
                    help="draw samples, grids and metrics with an exponential moving average of "
                         "G's weights (e.g. 0.99; default 0: off)")
+    t.add_argument("--spectral-norm", action="store_true", default=None,
+                   help="spectrally normalise D's layers and drop its BatchNorm and dropout "
+                        "(SNGAN's discriminator)")
     t.add_argument("--gp-lambda", type=float,
                    help="weight of the gradient penalty (wgan-gp only; default 10)")
     t.add_argument("--n-critic", type=int,

@@ -298,12 +298,25 @@ def as_critic(D: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*(m for m in D._modules.values() if not isinstance(m, drop)))
 
 
+def spectrally_normalized(D: nn.Sequential) -> nn.Sequential:
+    """D with every convolution and linear layer spectrally normalised, in place (Miyato et al.
+    2018, "Spectral Normalization for Generative Adversarial Networks"): each layer is then at
+    most 1-Lipschitz, which steadies the game without a penalty term. Their discriminators
+    have neither BatchNorm nor dropout; give this one `as_critic(D)` for that."""
+    for m in D.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.utils.spectral_norm(m)
+    return D
+
+
 def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "default",
-          width: int = 64, critic: bool = False) -> tuple[nn.Module, nn.Module, Recipe]:
+          width: int = 64, critic: bool = False,
+          spectral_norm: bool = False) -> tuple[nn.Module, nn.Module, Recipe]:
     """(G, D, optimizer recipe) for an architecture name in ARCHS and images (C, H, W).
 
     `width` scales the layers (64 is every recipe's own size; smaller is faster); `critic`
-    strips BatchNorm and Dropout from D (see `as_critic`), G is the same either way.
+    strips BatchNorm and Dropout from D (see `as_critic`); `spectral_norm` makes D an SNGAN
+    discriminator (see `spectrally_normalized`). G is the same either way.
     """
     _check_arch(arch)
     image_shape = tuple(int(s) for s in image_shape)
@@ -312,7 +325,11 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
     if int(width) != width or width < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}")
     G, D = BUILDERS[arch](image_shape, z_dim, int(width))
-    return G, as_critic(D) if critic else D, recipe_for(arch, recipe)
+    if critic or spectral_norm:
+        D = as_critic(D)
+    if spectral_norm:
+        D = spectrally_normalized(D)
+    return G, D, recipe_for(arch, recipe)
 
 
 def _check_arch(arch: str) -> None:

@@ -90,6 +90,8 @@ class TrainConfig:
     ema: float = 0.0                    # decay of an exponential moving average of G's weights
                                         # that draws every sample, grid and metric (0: off, G's
                                         # own weights draw)
+    spectral_norm: bool = False         # D's layers spectrally normalised, no BatchNorm or
+                                        # dropout in D (SNGAN's discriminator)
     gp_lambda: float = 10.0             # wgan-gp only: weight of the gradient penalty
     n_critic: int | None = None         # D steps per G step (None: the loss's own, 5 for wgan-gp)
     log_every: int = 10                 # steps per metrics line (values are window means)
@@ -219,7 +221,8 @@ class Trainer:
         recipe = "wgan-gp" if self.loss.critic and config.recipe == "default" else config.recipe
         manual_seed(config.seed)
         self.G, self.D, base = build(config.arch, self.image_shape, config.z_dim, recipe,
-                                     config.width, critic=self.loss.critic)
+                                     config.width, critic=self.loss.critic,
+                                     spectral_norm=config.spectral_norm)
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
                                                   config.beta1, config.batch_size)
         self.G.to(self.device)

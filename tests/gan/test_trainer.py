@@ -422,3 +422,30 @@ def test_ema_draws_the_samples_and_is_what_the_cli_loads(tmp_path, quick_curves)
     again = generate(G, z, batch_size=trainer.recipe.batch_size, seed=_seed_for(0, 4))
     assert np.array_equal(again, drawn), "the CLI's generator draws other samples"
     assert not np.allclose(drawn, generate(trainer.G, z, batch_size=trainer.recipe.batch_size))
+
+
+def test_spectral_norm_trains_resumes_exactly_and_reloads(tmp_path, quick_curves):
+    """--spectral-norm: D has no dropout and every layer's weight is weight_orig / sigma with
+    the power iteration's vectors saved in the checkpoint, so a resumed run is the unbroken one;
+    the run's D is rebuilt the same way from its folder."""
+    from minigan.inspect import load_run
+
+    whole = Trainer(_config(tmp_path, "whole", spectral_norm=True))
+    assert not any(isinstance(m, (minigan.nn.Dropout, minigan.nn.BatchNorm2d))
+                   for m in whole.D.modules())
+    whole.fit()
+    layers = [m for m in whole.D.modules() if hasattr(m, "weight_orig")]
+    assert len(layers) == 3           # two convolutions and the linear layer
+    for m in layers:                  # the top singular value of the weight D used last
+        w = np.asarray(m.weight.data, np.float64)
+        top = np.linalg.svd(w.reshape(w.shape[0], -1), compute_uv=False)[0]
+        assert 0.5 < top < 1.05, top  # one power iteration a step: an estimate from below
+    part = Trainer(_config(tmp_path, "part", steps=7, spectral_norm=True))
+    part.fit()
+    resumed = Trainer.resume(tmp_path / "part", steps=12)
+    resumed.fit()
+    _assert_identical(whole, resumed)
+    assert any(k.endswith("weight_u") for k in training_state(resumed))
+    _, D, _ = load_run(tmp_path / "whole")
+    for a, b in zip(D.state_dict().values(), whole.D.state_dict().values(), strict=True):
+        assert np.array_equal(a, b)
