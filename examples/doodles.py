@@ -30,7 +30,7 @@ def main() -> None:
     config = TrainConfig(
         dataset=f"quickdraw:{args.category}", limit=args.limit or None,
         arch="dcgan", width=32,     # the TensorFlow tutorial's nets at half width: 4x cheaper
-        loss="hinge", lr_decay=0.5, spectral_norm=True,
+        loss="hinge", lr_decay=0.5,
         epochs=args.epochs, out=args.out, seed=args.seed, quality_every=args.quality_every,
     )
     run(config, args.restart)
