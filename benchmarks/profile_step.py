@@ -10,6 +10,7 @@ everything else is Python overhead (graph bookkeeping, argument checks).
 
     python benchmarks/profile_step.py --batch 256 --steps 5
     python benchmarks/profile_step.py --model dcgan64 --batch 128 --steps 3 --top 25
+    python benchmarks/profile_step.py --model tf --batch 64 --gemm    # the BLAS's speed
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ def main() -> None:
     p.add_argument("--model", default="tf", help="tf, torch-style or dcgan64 (benchmarks/step.py)")
     p.add_argument("--top", type=int, default=0, help="also list the N functions with the most "
                                                       "own time")
+    p.add_argument("--gemm", action="store_true",
+                   help="instead: time every shifted-convolution GEMM (no profiler) and print "
+                        "GFLOP/s by shape (transposes, M, K), slowest first")
     a = p.parse_args()
     step, _ = minigan_step(a.batch, "cpu", a.model)
     for _ in range(2):
         step()
+    if a.gemm:
+        return gemm_rates(step, a)
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(a.steps):
@@ -78,6 +84,41 @@ def main() -> None:
     for (file, line, fn), (_, calls, tottime, _, _) in top:
         print(f"  {tottime / a.steps:7.4f} s  {calls // a.steps:6d} calls  {fn}  "
               f"{file.rsplit('/', 2)[-2:]}:{line}")
+
+
+def gemm_rates(step, a) -> None:
+    """Wrap kernels/shifted.py's _gemm with a timer: the BLAS's own speed on this model's
+    shapes (e.g. OPENBLAS_CORETYPE=Haswell against OpenBLAS's choice)."""
+    import time
+
+    from minigan.kernels import shifted as S
+
+    real, rows = S._gemm, {}
+
+    def timed(trans_a, trans_b, m, n, k, *rest):
+        t0 = time.perf_counter()
+        real(trans_a, trans_b, m, n, k, *rest)
+        r = rows.setdefault((trans_a, trans_b, m, k), [0.0, 0.0, 0])
+        r[0] += time.perf_counter() - t0
+        r[1] += 2.0 * m * n * k
+        r[2] += 1
+
+    S._gemm = timed
+    try:
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        wall = (time.perf_counter() - t0) / a.steps
+    finally:
+        S._gemm = real
+    secs = sum(r[0] for r in rows.values()) / a.steps
+    flop = sum(r[1] for r in rows.values()) / a.steps
+    print(f"{a.model}, batch {a.batch}: {wall:.3f} s a step, {secs:.3f} s of it in "
+          f"{flop / 1e9:.1f} GFLOP of shifted-convolution GEMMs ({flop / secs / 1e9:.0f} GFLOP/s)")
+    for (ta, tb, m, k), (t, f, calls) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {'T' if ta else 'N'}{'T' if tb else 'N'} M {m:5d} K {k:5d}: "
+              f"{1e3 * t / a.steps:7.1f} ms  {f / t / 1e9:5.0f} GFLOP/s  "
+              f"{calls // a.steps:4d} calls, N ~{f / calls / 2 / m / k:.0f}")
 
 
 if __name__ == "__main__":
