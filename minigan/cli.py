@@ -29,7 +29,8 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
                  "loss": ("bce", "hinge", "wgan-gp")}
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
-             "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
+             "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width", "d_width",
+             "loss",
              "label_smoothing", "lr_decay", "ema", "spectral_norm", "gp_lambda", "n_critic",
              "data_root")
 # flags that only change what is measured and shown: may change when resuming
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--z-dim", type=int, help="noise dimension (default 100)")
     t.add_argument("--width", type=int, help="layer width multiplier (default 64, the recipes' "
                                              "own size; smaller trains faster)")
+    t.add_argument("--g-width", type=int, help="G's width alone (default: --width), as "
+                                               "ngf in PyTorch's DCGAN")
+    t.add_argument("--d-width", type=int, help="D's width alone (default: --width), as ndf")
     t.add_argument("--loss", choices=TRAIN_CHOICES["loss"],
                    help="default bce; wgan-gp trains D as a critic (no BatchNorm, no dropout) "
                         "with Adam 1e-4, betas (0, 0.9) unless --lr/--beta1 say otherwise")
@@ -336,7 +340,8 @@ def load_generator(run: str | Path, device: str = "cpu"):
     info = json.loads(cfg_path.read_text())
     config = info["config"]
     G, _, _ = build(config["arch"], info["image_shape"], config["z_dim"], config["recipe"],
-                    config.get("width", 64))
+                    config.get("width", 64), g_width=config.get("g_width"),
+                    d_width=config.get("d_width"))
     state = load_checkpoint(run / "checkpoints" / "last.npz")
     if "G_ema" in state:       # trained with --ema: the moving average draws, as in training
         G.load_state_dict({k.removeprefix("module."): v for k, v in state["G_ema"].items()

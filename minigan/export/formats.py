@@ -52,8 +52,8 @@ def metadata(info: dict, z_dim: int, image_shape, batch_size: int, seed: int) ->
             "noise": "standard normal, float32",
             "batchnorm": f"statistics calibrated as `minigan sample --seed {seed}`: the mean "
                          f"of 4 batches of {batch_size} noise vectors' statistics"}
-    for key in ("arch", "dataset", "width", "loss"):
-        if key in config:
+    for key in ("arch", "dataset", "width", "g_width", "loss"):
+        if config.get(key) is not None:
             meta[key] = str(config[key])
     if "trained_steps" in info:
         meta["trained_steps"] = str(info["trained_steps"])

@@ -310,11 +310,13 @@ def spectrally_normalized(D: nn.Sequential) -> nn.Sequential:
 
 
 def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "default",
-          width: int = 64, critic: bool = False,
-          spectral_norm: bool = False) -> tuple[nn.Module, nn.Module, Recipe]:
+          width: int = 64, critic: bool = False, spectral_norm: bool = False,
+          g_width: int | None = None,
+          d_width: int | None = None) -> tuple[nn.Module, nn.Module, Recipe]:
     """(G, D, optimizer recipe) for an architecture name in ARCHS and images (C, H, W).
 
-    `width` scales the layers (64 is every recipe's own size; smaller is faster); `critic`
+    `width` scales the layers (64 is every recipe's own size; smaller is faster); `g_width` and
+    `d_width` scale G's or D's alone instead (as ngf and ndf in PyTorch's DCGAN); `critic`
     strips BatchNorm and Dropout from D (see `as_critic`); `spectral_norm` makes D an SNGAN
     discriminator (see `spectrally_normalized`). G is the same either way.
     """
@@ -322,9 +324,14 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) != 3:
         raise ValueError(f"image_shape must be (C, H, W), got {image_shape}")
-    if int(width) != width or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
+    for name, w in (("width", width), ("g_width", g_width), ("d_width", d_width)):
+        if w is not None and (int(w) != w or w < 1):
+            raise ValueError(f"{name} must be a positive integer, got {w!r}")
     G, D = BUILDERS[arch](image_shape, z_dim, int(width))
+    if g_width is not None and g_width != width:      # drawn after the pair, so that the
+        G = BUILDERS[arch](image_shape, z_dim, int(g_width))[0]    # other net's weights stay
+    if d_width is not None and d_width != width:      # those of the run without the option
+        D = BUILDERS[arch](image_shape, z_dim, int(d_width))[1]
     if critic or spectral_norm:
         D = as_critic(D)
     if spectral_norm:

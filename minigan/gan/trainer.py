@@ -83,6 +83,8 @@ class TrainConfig:
     flip: bool = False
     z_dim: int = 100
     width: int = 64                     # layer width multiplier (64: the recipes' own size)
+    g_width: int | None = None          # G's alone (None: width), as PyTorch's DCGAN's ngf
+    d_width: int | None = None          # D's alone (None: width), as its ndf
     loss: str = "bce"                   # bce | hinge | wgan-gp
     label_smoothing: float = 0.0        # bce only
     lr_decay: float = 0.0               # fraction of training, at its end, over which both
@@ -222,7 +224,8 @@ class Trainer:
         manual_seed(config.seed)
         self.G, self.D, base = build(config.arch, self.image_shape, config.z_dim, recipe,
                                      config.width, critic=self.loss.critic,
-                                     spectral_norm=config.spectral_norm)
+                                     spectral_norm=config.spectral_norm,
+                                     g_width=config.g_width, d_width=config.d_width)
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
                                                   config.beta1, config.batch_size)
         self.G.to(self.device)

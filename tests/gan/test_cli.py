@@ -86,3 +86,23 @@ def test_python_dash_m_minigan():
     result = subprocess.run([sys.executable, "-m", "minigan", "train", "--help"],
                             check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--resume" in result.stdout and "--arch" in result.stdout
+
+
+def test_g_width_and_d_width_train_and_load(tmp_path):
+    """--g-width / --d-width reach the nets and are part of the run: sample rebuilds G at its
+    own width (a mismatch would fail to load the checkpoint), and a resume may not change it."""
+    out = tmp_path / "wide"
+    assert main(["train", *TINY, "--steps", "2", "--g-width", "6", "--d-width", "3",
+                 "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["width"], config["g_width"], config["d_width"]) == (4, 6, 3)
+    from minigan.cli import load_generator
+    from minigan.inspect import load_run
+
+    G, _ = load_generator(out)
+    assert G[0].out_features == 4 * 6 * 2 * 2       # 8x8 images: a 2x2 map of 4 * g_width
+    _, D, _ = load_run(out)
+    assert [m.out_channels for m in D.modules() if hasattr(m, "out_channels")][:2] == [3, 6]
+    assert main(["sample", str(out), "-n", "4", "-o", str(tmp_path / "s.npy")]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(out), "--g-width", "8"])

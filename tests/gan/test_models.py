@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import minigan
+from minigan import nn
 from minigan.gan import ARCHS, build, recipe_for
 from minigan.optim import Adam, RMSprop
 
@@ -92,3 +93,23 @@ def test_recipe_overrides():
     assert (r.lr_d, r.lr_g, r.beta1, r.batch_size) == (1e-3, 1e-3, 0.9, 32)
     r = recipe_for("atienza").with_overrides(lr_g=5e-5)
     assert (r.lr_d, r.lr_g) == (2e-4, 5e-5)
+
+
+def test_g_width_and_d_width_scale_one_net_and_leave_the_other_as_it_was():
+    """As ngf / ndf: G's first layer and every channel count follow g_width; D is the very net
+    (same weights from the same seed) that width alone builds, and the other way round."""
+    minigan.manual_seed(0)
+    G0, D0, _ = build("dcgan", width=32)
+    minigan.manual_seed(0)
+    G1, D1, _ = build("dcgan", width=32, g_width=48)
+    minigan.manual_seed(0)
+    G2, D2, _ = build("dcgan", width=32, d_width=16)
+    assert G1[0].out_features == 4 * 48 * 7 * 7 and G0[0].out_features == 4 * 32 * 7 * 7
+    assert [m.out_channels for m in G1.modules() if isinstance(m, nn.ConvTranspose2d)] == [96, 48, 1]
+    assert [m.out_channels for m in D2.modules() if isinstance(m, nn.Conv2d)] == [16, 32]
+    for a, b in ((D0, D1), (G0, G2)):
+        for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert ka == kb and np.array_equal(va, vb)
+    assert G1(minigan.randn(2, 100)).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="g_width must be a positive integer"):
+        build("dcgan", g_width=0)
