@@ -288,7 +288,7 @@ MUTANTS = [
            (T_MATH,), "broadcasting"),
     Mutant("spectral-norm-sigma-detached", "minigan/nn/utils.py",
            "wv = M.matmul(self._matrix(weight), Tensor(v.reshape(-1, 1), requires_grad=False))",
-           "wv = Tensor(self._matrix(weight.data) @ v.reshape(-1, 1))",
+           "wv = Tensor(self._matrix(weight).data @ v.reshape(-1, 1))",
            ("tests/nn/test_spectral_norm.py",), "gradient",
            "sigma as a constant: the gradient misses the -<G, W> u v^T / sigma^2 term"),
     Mutant("spectral-norm-iterates-in-eval", "minigan/nn/utils.py",

@@ -38,17 +38,15 @@ class SpectralNorm:
         self.name, self.n_power_iterations, self.dim, self.eps = (name, n_power_iterations, dim,
                                                                   eps)
 
-    def _matrix(self, w):
+    def _matrix(self, w: Tensor) -> Tensor:
         """The weight as (shape[dim], rest): dim moved to the front, the rest flattened."""
         if self.dim != 0:
-            axes = [self.dim] + [d for d in range(w.ndim) if d != self.dim]
-            w = M.transpose(w, tuple(axes)) if isinstance(w, Tensor) else w.transpose(axes)
-        return M.reshape(w, (w.shape[0], -1)) if isinstance(w, Tensor) else \
-            w.reshape(w.shape[0], -1)
+            w = M.transpose(w, (self.dim, *(d for d in range(w.ndim) if d != self.dim)))
+        return M.reshape(w, (w.shape[0], -1))
 
     def power_iteration(self, module: Module) -> None:
         """Move `weight_u` and `weight_v` towards the top singular pair, in place."""
-        w = self._matrix(getattr(module, self.name + "_orig").data)
+        w = self._matrix(getattr(module, self.name + "_orig")).data
         u, v = module._buffers[self.name + "_u"], module._buffers[self.name + "_v"]
         for _ in range(self.n_power_iterations):
             v[...] = _normalize(w.T @ u, self.eps)
@@ -89,7 +87,8 @@ def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int 
     if dim is None:
         dim = 1 if isinstance(module, ConvTranspose2d) else 0
     fn = SpectralNorm(name, n_power_iterations, dim, eps)
-    w = fn._matrix(weight.data)
+    with no_grad():
+        w = fn._matrix(weight)
     rng = backend.rng
     u = _normalize(rng.randn((w.shape[0],), weight.dtype, weight.device), eps)
     v = _normalize(rng.randn((w.shape[1],), weight.dtype, weight.device), eps)
@@ -98,8 +97,7 @@ def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int 
     module.register_buffer(name + "_u", u)
     module.register_buffer(name + "_v", v)
     object.__setattr__(module, name, weight.data)      # a plain array until the first call
-    handle = module.register_forward_pre_hook(fn)
-    object.__setattr__(fn, "handle", handle)
+    fn.handle = module.register_forward_pre_hook(fn)
     return module
 
 
@@ -111,10 +109,10 @@ def remove_spectral_norm(module: Module, name: str = "weight") -> Module:
             fn.handle.remove()
             with no_grad():
                 weight = fn.compute_weight(module).data
-            orig = module._parameters.pop(name + "_orig")
+            del module._parameters[name + "_orig"]
             del module._buffers[name + "_u"], module._buffers[name + "_v"]
             module.__dict__.pop(name, None)
-            setattr(module, name, Parameter(weight.astype(orig.dtype, copy=False)))
+            setattr(module, name, Parameter(weight))
             return module
     raise ValueError(f"remove_spectral_norm: {name!r} of {type(module).__name__} is not "
                      f"spectrally normalised")
