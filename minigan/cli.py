@@ -31,8 +31,8 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
              "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width", "d_width",
              "loss",
-             "label_smoothing", "lr_decay", "ema", "spectral_norm", "gp_lambda", "n_critic",
-             "data_root")
+             "label_smoothing", "lr_decay", "ema", "spectral_norm", "gp_lambda", "r1_gamma",
+             "r1_every", "d_dropout", "n_critic", "data_root")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
@@ -97,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
                         "(SNGAN's discriminator)")
     t.add_argument("--gp-lambda", type=float,
                    help="weight of the gradient penalty (wgan-gp only; default 10)")
+    t.add_argument("--r1-gamma", type=float, metavar="GAMMA",
+                   help="add GAMMA/2 * ||grad D(x)||^2 at real images to D's loss, the R1 "
+                        "penalty (e.g. 10; default 0: off)")
+    t.add_argument("--r1-every", type=int, metavar="K",
+                   help="take the R1 penalty every K D steps only, weighted K times (default "
+                        "1; 4 costs a quarter of the time)")
+    t.add_argument("--d-dropout", type=float, metavar="P",
+                   help="D's dropout rate (default: the arch's own, 0.3 for dcgan; 0: none)")
     t.add_argument("--n-critic", type=int,
                    help="D steps per G step, each on a fresh real batch (default: 5 for "
                         "wgan-gp, else 1)")

@@ -37,9 +37,9 @@ from .atomic import atomic_open
 # from `seeds`, `out` is the sweep's.
 SETTINGS = ("dataset", "arch", "epochs", "steps", "batch_size", "lr", "lr_d", "lr_g", "beta1",
             "recipe", "limit", "image_size", "channels", "flip", "z_dim", "width", "loss",
-            "label_smoothing", "gp_lambda", "n_critic", "data_root", "device", "log_every",
-            "checkpoint_every", "quality_every", "quality_samples", "fd_every",
-            "log_internals")
+            "label_smoothing", "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "n_critic",
+            "data_root", "device", "log_every", "checkpoint_every", "quality_every",
+            "quality_samples", "fd_every", "log_internals")
 LENGTH = ("epochs", "steps")            # may grow between two runs of the same sweep
 SPEC_KEYS = ("title", "out", "seeds", "workers", "threads", "scheduler", "settings", "grid")
 STATUS = "sweep_run.json"

@@ -163,11 +163,12 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     """Plot training records to an image: losses, D accuracy, D outputs, and quality metrics.
 
     Each record is a dict with some of 'step', 'loss_d', 'loss_g', 'acc_real', 'acc_fake',
-    'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes', 'lr_g', 'lr_d'; missing keys are skipped. The
-    learning rates, when scheduled (logged), are dashed lines on the loss panel's right axis. Records of a WGAN
-    critic ('wasserstein', 'gp', 'critic_real', 'critic_fake') replace the accuracy and D
-    output panels; 'grad_norm/D' and 'grad_norm/G' add a gradient-norm panel. A last panel
-    shows the Frechet distance ('fd_cls', the classifier-feature one, when present, else the
+    'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes', 'lr_g', 'lr_d', 'r1'; missing keys are skipped.
+    The learning rates, when scheduled (logged), are dashed lines on the loss panel's right
+    axis, and an R1 penalty a dotted one on its left. Records of a WGAN critic
+    ('wasserstein', 'gp', 'critic_real', 'critic_fake') replace the accuracy and D output
+    panels; 'grad_norm/D' and 'grad_norm/G' add a gradient-norm panel. A last panel shows the
+    Frechet distance ('fd_cls', the classifier-feature one, when present, else the
     pixel 'fd') and 'modes' when any record has them. `marks` are steps drawn as red vertical
     lines (mode-collapse warnings).
     """
@@ -196,6 +197,9 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
         if name == NORM_PANEL[0] and plotted and any(
                 v > 0 for key, _ in keys for v in _series(records, key)[1]):
             ax.set_yscale("log")
+    xs, ys = _series(records, "r1")
+    if xs:
+        axes[0].plot(xs, ys, ":", color="tab:red", lw=1, label="R1 penalty")
     if not critic:
         axes[1].set_ylim(-0.03, 1.03)                                # accuracies
     _plot_lr(axes[0], records)

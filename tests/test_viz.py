@@ -117,6 +117,18 @@ def test_plot_curves_draws_scheduled_learning_rates_on_the_loss_panel(tmp_path):
     assert with_lr > without + 150, f"{with_lr} gray pixels with the schedule, {without} without"
 
 
+def test_plot_curves_draws_an_r1_penalty_on_the_loss_panel(tmp_path):
+    base = [{"step": s, "loss_d": 1.0, "loss_g": 0.5} for s in range(100)]
+    with_r1 = [dict(r, r1=0.2 + 0.001 * s) for s, r in enumerate(base)]
+
+    def red(records, name):      # matplotlib's "tab:red" is (214, 39, 40)
+        with Image.open(plot_curves(records, tmp_path / name)) as img:
+            a = np.asarray(img.convert("RGB")).astype(int)
+        return int((np.abs(a - (214, 39, 40)).max(axis=2) <= 30).sum())
+
+    assert red(base, "a.png") == 0 and red(with_r1, "b.png") > 40     # a dotted line: 86 here
+
+
 def test_internals_matrix_puts_each_statistic_in_its_layer_row():
     lines = [{"step": 10, "layers": {"G.0": {"type": "Linear", "mean": 1.0},
                                      "D.1": {"type": "LeakyReLU", "mean": 2.0, "neg": 0.5}}},

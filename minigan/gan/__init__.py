@@ -2,7 +2,15 @@
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .distance import PixelFrechet
-from .losses import BCELoss, GANLoss, HingeLoss, WGANGPLoss, gradient_penalty, make_loss
+from .losses import (
+    BCELoss,
+    GANLoss,
+    HingeLoss,
+    WGANGPLoss,
+    gradient_penalty,
+    make_loss,
+    r1_penalty,
+)
 from .models import ARCHS, Recipe, as_critic, build, recipe_for
 from .sampling import generate, latent_walk, lerp, slerp, to_uint8
 from .trainer import (
@@ -19,6 +27,6 @@ __all__ = [
     "ARCHS", "BCELoss", "GANLoss", "HingeLoss", "NonFiniteLossError", "PixelFrechet", "Recipe",
     "TrainConfig", "Trainer", "TrainingInterrupted", "WGANGPLoss", "as_critic", "build",
     "generate", "gradient_penalty", "has_quality_metrics", "latent_walk", "lerp",
-    "load_checkpoint", "load_images", "make_loss", "recipe_for", "save_checkpoint", "slerp",
-    "to_uint8", "train",
+    "load_checkpoint", "load_images", "make_loss", "r1_penalty", "recipe_for",
+    "save_checkpoint", "slerp", "to_uint8", "train",
 ]

@@ -101,6 +101,22 @@ def gradient_penalty(D, x_hat, weight: float = 10.0) -> Tensor:
     return ((norms - 1.0) ** 2).mean() * weight
 
 
+def r1_penalty(D, real, gamma: float = 10.0) -> Tensor:
+    """gamma / 2 * mean over samples of ||grad_x D(x)||_2^2 at real images x: the R1
+    regulariser (Mescheder et al. 2018, "Which Training Methods for GANs do actually
+    Converge?"), which pushes D's gradient to zero on the data, so that D cannot grow steep
+    walls around the real images and G is not thrown back and forth across them.
+
+    `real` (B, C, H, W) or (B, D), an array or Tensor, is taken as a constant; like
+    `gradient_penalty`, the gradient is taken with create_graph=True so the penalty trains D.
+    Unlike it, there is no interpolation and no target norm of 1, only the squared norm.
+    """
+    x = Tensor(_array(real), requires_grad=True)
+    out = D(x)                                                  # (B, 1)
+    (g,) = grad(out.sum(), [x], create_graph=True)              # like x
+    return (g * g).reshape(x.shape[0], -1).sum(axis=1).mean() * (0.5 * gamma)
+
+
 class WGANGPLoss(GANLoss):
     """Wasserstein loss with gradient penalty (Gulrajani et al. 2017, "Improved Training of
     Wasserstein GANs"): D: mean D(G(z)) - mean D(x) + lambda * GP; G: -mean D(G(z)).

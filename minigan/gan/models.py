@@ -311,14 +311,15 @@ def spectrally_normalized(D: nn.Sequential) -> nn.Sequential:
 
 def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "default",
           width: int = 64, critic: bool = False, spectral_norm: bool = False,
-          g_width: int | None = None,
-          d_width: int | None = None) -> tuple[nn.Module, nn.Module, Recipe]:
+          g_width: int | None = None, d_width: int | None = None,
+          d_dropout: float | None = None) -> tuple[nn.Module, nn.Module, Recipe]:
     """(G, D, optimizer recipe) for an architecture name in ARCHS and images (C, H, W).
 
     `width` scales the layers (64 is every recipe's own size; smaller is faster); `g_width` and
     `d_width` scale G's or D's alone instead (as ngf and ndf in PyTorch's DCGAN); `critic`
     strips BatchNorm and Dropout from D (see `as_critic`); `spectral_norm` makes D an SNGAN
-    discriminator (see `spectrally_normalized`). G is the same either way.
+    discriminator (see `spectrally_normalized`); `d_dropout` sets the rate of every Dropout
+    layer in D (0: none; None: the architecture's own). G is the same either way.
     """
     _check_arch(arch)
     image_shape = tuple(int(s) for s in image_shape)
@@ -332,6 +333,17 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
         G = BUILDERS[arch](image_shape, z_dim, int(g_width))[0]    # other net's weights stay
     if d_width is not None and d_width != width:      # those of the run without the option
         D = BUILDERS[arch](image_shape, z_dim, int(d_width))[1]
+    if d_dropout is not None:
+        if not 0.0 <= d_dropout < 1.0:
+            raise ValueError(f"d_dropout must be in [0, 1), got {d_dropout}")
+        if d_dropout and (critic or spectral_norm):
+            raise ValueError("a critic or spectrally normalised D has no dropout; leave "
+                             "d_dropout unset")
+        drops = [m for m in D.modules() if isinstance(m, nn.Dropout)]
+        if d_dropout and not drops:
+            raise ValueError(f"arch {arch!r} has no dropout in D to set d_dropout on")
+        for m in drops:
+            m.p = float(d_dropout)
     if critic or spectral_norm:
         D = as_critic(D)
     if spectral_norm:

@@ -10,15 +10,19 @@ from .. import backend, nn
 from ..autograd import Tensor
 from ..optim import Optimizer
 from ..optim.lr_scheduler import LambdaLR
-from .losses import GANLoss
+from .losses import GANLoss, r1_penalty
 
 
 def _sigmoid(x):
     return 0.5 * (1.0 + backend.array_module(x).tanh(0.5 * x))
 
 
-def d_update(D: nn.Module, opt_d: Optimizer, loss: GANLoss, real, fake: Tensor) -> dict:
-    """One D descent on a real batch and a batch of G(z) (detached, so G is untouched)."""
+def d_update(D: nn.Module, opt_d: Optimizer, loss: GANLoss, real, fake: Tensor,
+             r1_gamma: float | None = None) -> dict:
+    """One D descent on a real batch and a batch of G(z) (detached, so G is untouched).
+
+    `r1_gamma` adds `r1_penalty(D, real, r1_gamma)` to D's loss, logged as 'r1' (0 when the
+    weight is 0, a lazy R1's step without it); None: no R1, nothing logged."""
     opt_d.zero_grad()
     real_logits = D(real)                                           # (B, 1)
     fake_logits = D(fake.detach())                                  # (B, 1)
@@ -29,6 +33,12 @@ def d_update(D: nn.Module, opt_d: Optimizer, loss: GANLoss, real, fake: Tensor) 
         stats["gp"] = penalty.data.astype("float64")
         loss_d = loss_d + penalty
     stats["loss_d"] = loss_d.data.astype("float64")
+    if r1_gamma:                        # apart from loss_d: a lazy R1 would make it jump
+        r1 = r1_penalty(D, real, r1_gamma)
+        stats["r1"] = r1.data.astype("float64")
+        loss_d = loss_d + r1
+    elif r1_gamma is not None:
+        stats["r1"] = backend.array_module(real_logits.data).zeros((), "float64")
     loss_d.backward()
     opt_d.step()
 

@@ -95,6 +95,11 @@ class TrainConfig:
     spectral_norm: bool = False         # D's layers spectrally normalised, no BatchNorm or
                                         # dropout in D (SNGAN's discriminator)
     gp_lambda: float = 10.0             # wgan-gp only: weight of the gradient penalty
+    r1_gamma: float = 0.0               # weight of the R1 penalty on D's gradient at real
+                                        # images (Mescheder et al. 2018; 0: off)
+    r1_every: int = 1                   # take R1 every this many D steps, its weight times
+                                        # this ("lazy" R1, Karras et al. 2020)
+    d_dropout: float | None = None      # D's dropout rate (None: the architecture's own)
     n_critic: int | None = None         # D steps per G step (None: the loss's own, 5 for wgan-gp)
     log_every: int = 10                 # steps per metrics line (values are window means)
     host_every: int | None = None       # steps between reads of the logged scalars on the host
@@ -225,7 +230,11 @@ class Trainer:
         self.G, self.D, base = build(config.arch, self.image_shape, config.z_dim, recipe,
                                      config.width, critic=self.loss.critic,
                                      spectral_norm=config.spectral_norm,
-                                     g_width=config.g_width, d_width=config.d_width)
+                                     g_width=config.g_width, d_width=config.d_width,
+                                     d_dropout=config.d_dropout)
+        if config.r1_gamma < 0 or int(config.r1_every) != config.r1_every or config.r1_every < 1:
+            raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
+                             f"{config.r1_gamma} and {config.r1_every}")
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
                                                   config.beta1, config.batch_size)
         self.G.to(self.device)
@@ -386,7 +395,8 @@ class Trainer:
             else:
                 with no_grad():                                     # G's graph is not needed
                     fake = G(z)
-            for k, v in self._d_step(real, fake).items():
+            for k, v in self._d_step(real, fake, self._r1_weight(
+                    self.step * len(reals) + i)).items():
                 sums[k] = sums.get(k, 0.0) + v
         stats = {k: v / len(reals) for k, v in sums.items()}
 
@@ -397,9 +407,17 @@ class Trainer:
             self.G_ema.update_parameters(G)
         return stats
 
-    def _d_step(self, real, fake) -> dict:
+    def _r1_weight(self, d_step: int) -> float | None:
+        """R1's weight at this D step (counted over the run): r1_gamma * r1_every on every
+        r1_every-th, 0 between them; None when R1 is off."""
+        c = self.config
+        if not c.r1_gamma:
+            return None
+        return c.r1_gamma * c.r1_every if d_step % c.r1_every == 0 else 0.0
+
+    def _d_step(self, real, fake, r1_gamma: float | None = None) -> dict:
         """One D update on a real batch and a batch of G(z) (detached)."""
-        return d_update(self.D, self.opt_d, self.loss, real, fake)
+        return d_update(self.D, self.opt_d, self.loss, real, fake, r1_gamma)
 
     def _read_pending(self) -> None:
         """Read the stats of the steps since the last read (one transfer), check that every
