@@ -105,7 +105,8 @@ def test_g_width_and_d_width_scale_one_net_and_leave_the_other_as_it_was():
     minigan.manual_seed(0)
     G2, D2, _ = build("dcgan", width=32, d_width=16)
     assert G1[0].out_features == 4 * 48 * 7 * 7 and G0[0].out_features == 4 * 32 * 7 * 7
-    assert [m.out_channels for m in G1.modules() if isinstance(m, nn.ConvTranspose2d)] == [96, 48, 1]
+    convs = [m.out_channels for m in G1.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert convs == [96, 48, 1]
     assert [m.out_channels for m in D2.modules() if isinstance(m, nn.Conv2d)] == [16, 32]
     for a, b in ((D0, D1), (G0, G2)):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):

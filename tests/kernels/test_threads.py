@@ -111,7 +111,8 @@ def test_environment_sets_the_threads(monkeypatch):
                                    (1, 1, 1)]
             assert blas[-1] == cores and pool.width == 1
         monkeypatch.setenv("MINIGAN_THREADS", "many")
-        with pytest.raises(ValueError, match="MINIGAN_THREADS must be detect, blas, pool, auto or a"):
+        with pytest.raises(ValueError,
+                           match="MINIGAN_THREADS must be detect, blas, pool, auto or a"):
             T.configure(blas.append, pool)
     finally:
         numba.set_num_threads(numba_before)
