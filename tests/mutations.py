@@ -304,6 +304,20 @@ MUTANTS = [
            "gx = Conv2d(self.stride, self.padding, pre, self.rows)(gy, w)",
            "gx = Conv2d(self.stride, self.padding, pre)(gy, w)",
            (T_CONV,), "rearranges", "the weight transposed again in the backward pass"),
+    Mutant("r1-graph-not-kept", "minigan/gan/losses.py",
+           "(g,) = grad(out.sum(), [x], create_graph=True)              # like x",
+           "(g,) = grad(out.sum(), [x])                                 # like x",
+           ("tests/gan/test_r1.py",), "weight",
+           "R1's gradient taken without its graph: the penalty cannot train D"),
+    Mutant("r1-lazy-weight-not-scaled", "minigan/gan/trainer.py",
+           "return c.r1_gamma * c.r1_every if d_step % c.r1_every == 0 else 0.0",
+           "return c.r1_gamma if d_step % c.r1_every == 0 else 0.0",
+           ("tests/gan/test_r1.py",), "lazy",
+           "lazy R1 without its K-fold weight: K times weaker than the setting says"),
+    Mutant("r1-on-fakes", "minigan/gan/steps.py",
+           "r1 = r1_penalty(D, real, r1_gamma)", "r1 = r1_penalty(D, fake.detach(), r1_gamma)",
+           ("tests/gan/test_r1.py",), "real_batch",
+           "the penalty taken at G's images instead of the real ones"),
 ]
 
 

@@ -71,6 +71,28 @@ def test_r1_gradient_wrt_every_d_weight_matches_finite_differences():
     assert minigan.gradcheck(penalty_of_weights, weights, name="R1 penalty of D")
 
 
+def test_d_update_takes_r1_at_the_real_batch_and_adds_it_to_the_step():
+    from minigan.gan.losses import BCELoss
+    from minigan.gan.steps import d_update
+    from minigan.optim import SGD
+
+    minigan.manual_seed(0)
+    real, fake = minigan.randn(4, 1, 28, 28), minigan.randn(4, 1, 28, 28) * 0.1
+    states = []
+    for gamma in (None, 0.0, 5.0):
+        minigan.manual_seed(1)                                   # the same weights each time
+        _, D, _ = build("dcgan", width=4, d_dropout=0.0)
+        want = r1_penalty(D, real, 5.0).item()
+        stats = d_update(D, SGD(D.parameters(), lr=0.1), BCELoss(), real, fake, gamma)
+        states.append(D[0].weight.numpy().copy())
+        if gamma is None:
+            assert "r1" not in stats
+        else:
+            assert float(stats["r1"]) == (pytest.approx(want, rel=1e-6) if gamma else 0.0)
+    assert want > 0 and np.array_equal(states[0], states[1])   # weight 0: the plain step
+    assert not np.array_equal(states[1], states[2])
+
+
 def test_d_dropout_sets_the_rate_and_refuses_what_has_none():
     G0, D0, _ = build("dcgan", width=4)
     G1, D1, _ = build("dcgan", width=4, d_dropout=0.0)
