@@ -1,0 +1,31 @@
+"""The doodles example as a user starts it: its recipe reaches the run folder, one short epoch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_doodles_example_trains_its_recipe(tmp_path):
+    root = os.environ.get("MINIGAN_DATA")
+    if not root or not (Path(root) / "quickdraw" / "smiley_face.npy").is_file():
+        pytest.skip("Quick, Draw! smiley faces not available: set MINIGAN_DATA to a folder "
+                    "holding quickdraw/smiley_face.npy")
+    out = tmp_path / "doodles"
+    res = subprocess.run([sys.executable, "examples/doodles.py", "--epochs", "1", "--limit",
+                          "256", "--out", str(out), "--seed", "3"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "256 images" in res.stdout and "4 steps an epoch, 1 epochs" in res.stdout
+    config = json.loads((out / "config.json").read_text())
+    c = config["config"]
+    assert (c["loss"], c["r1_gamma"], c["r1_every"], c["d_dropout"], c["lr"], c["lr_decay"],
+            c["width"], c["seed"]) == ("bce", 30.0, 4, 0.0, 3e-4, 0.5, 32, 3)
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["r1"] > 0 for r in records if "r1" in r][:1] == [True]
+    assert (out / "samples" / "epoch_001.png").stat().st_size > 0
