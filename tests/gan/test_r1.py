@@ -41,13 +41,19 @@ def _numeric_input_grads(D, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     return out
 
 
-def test_r1_of_a_conv_d_matches_finite_differences_of_d():
-    """The penalty's value against ||dD/dx||^2 from central differences of D itself."""
+def _lively_d():
+    """A tiny float64 dcgan D (8x8 images, no dropout) with weights large enough to bend."""
     minigan.manual_seed(0)
     _, D, _ = build("dcgan", (1, 8, 8), z_dim=4, width=1, d_dropout=0.0)
     D.double()
     for p in D.parameters():
         p.data[...] = np.random.default_rng(1).normal(size=p.shape) * 0.7
+    return D
+
+
+def test_r1_of_a_conv_d_matches_finite_differences_of_d():
+    """The penalty's value against ||dD/dx||^2 from central differences of D itself."""
+    D = _lively_d()
     x = np.random.default_rng(2).normal(size=(3, 1, 8, 8))
     g = _numeric_input_grads(D, x)                 # (3, 64); error ~ h^2 * D''' ~ 1e-10
     want = 0.5 * 3.0 * np.mean(np.sum(g * g, axis=1))
@@ -57,11 +63,7 @@ def test_r1_of_a_conv_d_matches_finite_differences_of_d():
 
 def test_r1_gradient_wrt_every_d_weight_matches_finite_differences():
     """d R1 / d theta: the double backward of conv, LeakyReLU, reshape and linear."""
-    minigan.manual_seed(0)
-    _, D, _ = build("dcgan", (1, 8, 8), z_dim=4, width=1, d_dropout=0.0)
-    D.double()
-    for p in D.parameters():
-        p.data[...] = np.random.default_rng(1).normal(size=p.shape) * 0.7
+    D = _lively_d()
     x = _x((3, 1, 8, 8), 2)
     weights = list(D.parameters())
 
