@@ -32,7 +32,7 @@ RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "re
              "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width", "d_width",
              "loss",
              "label_smoothing", "lr_decay", "ema", "spectral_norm", "gp_lambda", "r1_gamma",
-             "r1_every", "d_dropout", "n_critic", "data_root")
+             "r1_every", "d_dropout", "augment", "n_critic", "data_root")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
@@ -105,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
                         "1; 4 costs a quarter of the time)")
     t.add_argument("--d-dropout", type=float, metavar="P",
                    help="D's dropout rate (default: the arch's own, 0.3 for dcgan; 0: none)")
+    t.add_argument("--augment", metavar="POLICY",
+                   help="show D every image, real and generated, through the same random "
+                        "transformations (DiffAugment): a comma-separated list of color, "
+                        "translation, cutout (default: none)")
     t.add_argument("--n-critic", type=int,
                    help="D steps per G step, each on a fresh real batch (default: 5 for "
                         "wgan-gp, else 1)")

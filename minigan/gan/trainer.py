@@ -46,6 +46,7 @@ from ..data import DataLoader, load_dataset
 from ..kernels import shifted
 from ..kernels import threads as T
 from ..optim import AveragedModel, get_ema_multi_avg_fn
+from .augment import Augmented, parse_policy
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from .distance import PixelFrechet
@@ -100,6 +101,8 @@ class TrainConfig:
     r1_every: int = 1                   # take R1 every this many D steps, its weight times
                                         # this ("lazy" R1, Karras et al. 2020)
     d_dropout: float | None = None      # D's dropout rate (None: the architecture's own)
+    augment: str = ""                   # DiffAugment policy for everything D sees in training,
+                                        # e.g. "translation,cutout" (augment.py; "": none)
     n_critic: int | None = None         # D steps per G step (None: the loss's own, 5 for wgan-gp)
     log_every: int = 10                 # steps per metrics line (values are window means)
     host_every: int | None = None       # steps between reads of the logged scalars on the host
@@ -239,6 +242,8 @@ class Trainer:
                                                   config.beta1, config.batch_size)
         self.G.to(self.device)
         self.D.to(self.device)
+        # what the D and G updates call: D itself, or D behind DiffAugment (D is what is saved)
+        self.D_seen = Augmented(self.D, config.augment) if parse_policy(config.augment) else self.D
         self.opt_g, self.opt_d = self.recipe.optimizers(self.G, self.D)
         self.G_ema = (AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
                       if config.ema else None)
@@ -385,7 +390,7 @@ class Trainer:
         D sees a fresh G(z) each time; G descends on D's verdict on the last one. The returned
         statistics are means over the D updates.
         """
-        G, D = self.G, self.D
+        G = self.G
         self._calibration = {}              # G changes: sample() calibrates afresh
         sums: dict = {}                     # 0-d arrays on the device
         for i, real in enumerate(reals):
@@ -400,7 +405,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         stats = {k: v / len(reals) for k, v in sums.items()}
 
-        stats.update(g_update(D, self.opt_g, self.loss, fake))
+        stats.update(g_update(self.D_seen, self.opt_g, self.loss, fake))
         for sched in self.schedulers:
             sched.step()
         if self.G_ema is not None:
@@ -417,7 +422,7 @@ class Trainer:
 
     def _d_step(self, real, fake, r1_gamma: float | None = None) -> dict:
         """One D update on a real batch and a batch of G(z) (detached)."""
-        return d_update(self.D, self.opt_d, self.loss, real, fake, r1_gamma)
+        return d_update(self.D_seen, self.opt_d, self.loss, real, fake, r1_gamma)
 
     def _read_pending(self) -> None:
         """Read the stats of the steps since the last read (one transfer), check that every
