@@ -189,9 +189,8 @@ MUTANTS = [
            ("tests/gan/test_augment.py",), "cutout",
            "cutout's square a row short: 13 x 14, not DiffAugment's 14 x 14"),
     Mutant("augment-not-applied-in-training", "minigan/gan/trainer.py",
-           "        self.D_seen = Augmented(self.D, config.augment) if parse_policy(config.augment) "
-           "else self.D",
-           "        self.D_seen = self.D if parse_policy(config.augment) else self.D",
+           "self.D_seen = Augmented(self.D, config.augment) if",
+           "self.D_seen = self.D if",
            ("tests/gan/test_augment.py",), "training",
            "--augment accepted and ignored: D trained on the plain images"),
     Mutant("calibration-kept-across-training-steps", "minigan/gan/trainer.py",
