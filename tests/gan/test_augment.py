@@ -6,7 +6,7 @@ import pytest
 
 import minigan
 from minigan import backend
-from minigan.gan import TrainConfig, Trainer, build, r1_penalty
+from minigan.gan import TrainConfig, Trainer, r1_penalty
 from minigan.gan.augment import (
     Augmented,
     color,
@@ -124,32 +124,16 @@ def test_unknown_policies_are_named():
                             batch_size=8, steps=1, out="unused", progress=False, augment="blur"))
 
 
-def _lively_d():
-    """A tiny float64 dcgan D (8x8 images, no dropout) with weights large enough to bend."""
-    minigan.manual_seed(0)
-    _, D, _ = build("dcgan", (1, 8, 8), z_dim=4, width=1, d_dropout=0.0)
-    D.double()
-    for p in D.parameters():
-        p.data[...] = np.random.default_rng(1).normal(size=p.shape) * 0.7
-    return D
-
-
-def test_r1_through_the_augmentation_matches_finite_differences():
+def test_r1_through_the_augmentation_matches_finite_differences(lively_d, sample_gradients):
     """R1 of D(T(x)) at x, T fixed: gamma/2 mean ||d D(T x) / dx||^2, the gradient by central
     differences of the whole map; and its derivative in D's weights (the double backward
     through T) by gradcheck."""
-    D = _lively_d()
+    D = lively_d
     seen = Augmented(D, "color,translation,cutout")
     assert list(seen.parameters()) == list(D.parameters())
     x = np.random.default_rng(2).normal(size=(3, 1, 8, 8))
     f = _with_fixed_draws(lambda v: seen(minigan.tensor(v, dtype=np.float64)).numpy()[:, 0])
-    flat, h = x.reshape(3, -1), 1e-6
-    g = np.zeros_like(flat)
-    for j in range(flat.shape[1]):
-        up, down = flat.copy(), flat.copy()
-        up[:, j] += h
-        down[:, j] -= h
-        g[:, j] = (f(up.reshape(x.shape)) - f(down.reshape(x.shape))) / (2 * h)
+    g = sample_gradients(f, x)
     # color's contrast couples the pixels of a sample, not the samples: D(T x)_b depends on x_b
     want = 0.5 * 3.0 * np.mean(np.sum(g * g, axis=1))
     penalty = _with_fixed_draws(lambda: r1_penalty(seen, x, 3.0))

@@ -27,43 +27,20 @@ def test_r1_of_a_linear_d_is_closed_form():
     assert D[1].bias.grad is None                           # the bias has no say in it
 
 
-def _numeric_input_grads(D, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """d D(x_b) / d x_b for each sample b by central differences, float64, D sample-wise."""
-    flat = x.reshape(len(x), -1)
-    out = np.zeros_like(flat)
-    for j in range(flat.shape[1]):
-        up, down = flat.copy(), flat.copy()
-        up[:, j] += h
-        down[:, j] -= h
-        f = [D(minigan.tensor(v.reshape(x.shape), dtype=np.float64)).numpy()[:, 0]
-             for v in (up, down)]
-        out[:, j] = (f[0] - f[1]) / (2 * h)
-    return out
-
-
-def _lively_d():
-    """A tiny float64 dcgan D (8x8 images, no dropout) with weights large enough to bend."""
-    minigan.manual_seed(0)
-    _, D, _ = build("dcgan", (1, 8, 8), z_dim=4, width=1, d_dropout=0.0)
-    D.double()
-    for p in D.parameters():
-        p.data[...] = np.random.default_rng(1).normal(size=p.shape) * 0.7
-    return D
-
-
-def test_r1_of_a_conv_d_matches_finite_differences_of_d():
+def test_r1_of_a_conv_d_matches_finite_differences_of_d(lively_d, sample_gradients):
     """The penalty's value against ||dD/dx||^2 from central differences of D itself."""
-    D = _lively_d()
+    D = lively_d
     x = np.random.default_rng(2).normal(size=(3, 1, 8, 8))
-    g = _numeric_input_grads(D, x)                 # (3, 64); error ~ h^2 * D''' ~ 1e-10
+    g = sample_gradients(lambda v: D(minigan.tensor(v, dtype=np.float64)).numpy()[:, 0],
+                         x)                        # (3, 64); error ~ h^2 * D''' ~ 1e-10
     want = 0.5 * 3.0 * np.mean(np.sum(g * g, axis=1))
     assert r1_penalty(D, minigan.tensor(x, dtype=np.float64), 3.0).item() == pytest.approx(
         want, rel=1e-7)
 
 
-def test_r1_gradient_wrt_every_d_weight_matches_finite_differences():
+def test_r1_gradient_wrt_every_d_weight_matches_finite_differences(lively_d):
     """d R1 / d theta: the double backward of conv, LeakyReLU, reshape and linear."""
-    D = _lively_d()
+    D = lively_d
     x = _x((3, 1, 8, 8), 2)
     weights = list(D.parameters())
 
