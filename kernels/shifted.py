@@ -40,10 +40,10 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+from numba import njit, prange
 
 from . import blas as _blas
 from . import threads as T
-from .conv import transpose2d
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -217,19 +217,9 @@ def split(x, sh, sw, kh, kw, ph, pw, oh, ow):
     wq, front, back = _layout(_plan(kh, kw, sh, sw, ph, pw), wp, ow)
     if sh == sw == 1 and wq == wp and front == back == 0:
         return Phases(_f32(x).reshape(c, -1), c, hp, wp, wq, n, 0)  # no copy needed
-    base, size = front * n, hp * wq * n
-    buf = np.empty((sh * sw * c, base + size + back * n), np.float32)
-    buf[:, :base] = 0
-    buf[:, base + size:] = 0
-    img = buf[:, base:base + size].reshape(sh * sw, c, hp, wq, n)
-    for py in range(sh):
-        for px in range(sw):
-            part = x[:, py::sh, px::sw, :]
-            dst = img[py * sw + px]
-            dst[:, :part.shape[1], :part.shape[2]] = part
-            dst[:, part.shape[1]:] = 0
-            dst[:, :part.shape[1], part.shape[2]:] = 0
-    return Phases(buf, c, hp, wp, wq, n, base)
+    buf = np.empty((sh * sw * c, (front + hp * wq + back) * n), np.float32)
+    _split_cpu(_f32(x), buf, sh, sw, hp, wq, front * n)
+    return Phases(buf, c, hp, wp, wq, n, front * n)
 
 
 def _grid(y, wq):
@@ -238,45 +228,126 @@ def _grid(y, wq):
     c, oh, ow, n = y.shape
     if wq == ow:
         return _f32(y).reshape(c, -1)
-    out = np.zeros((c, oh, wq, n), np.float32)
-    out[:, :, :ow] = y
-    return out.reshape(c, -1)
+    out = np.empty((c, oh * wq * n), np.float32)
+    _split_cpu(_f32(y), out, 1, 1, oh, wq, 0)
+    return out
 
 
 def _compact(buf, c, rows, wq, w, n):
     """The first w of every wq pixels of (c, rows * wq * n) memory, as contiguous (c, rows, w,
     n)."""
-    img = buf.reshape(c, rows, wq, n)
-    return img if wq == w else np.ascontiguousarray(img[:, :, :w])
+    if wq == w:
+        return buf.reshape(c, rows, w, n)
+    out = np.empty((c, rows, w, n), np.float32)
+    _merge_cpu(buf, out, 1, 1, wq)
+    return out
 
 
-def _to_taps(w):
-    """(Co, Ci, kh, kw) -> contiguous (kh, kw, Ci, Co): the tiled 2-D transpose of
-    (Co, Ci*kh*kw), then moves of whole Co-rows (a strided 4-D copy is several times slower on
-    the 3-13 MB weights of 256-512-channel layers)."""
-    co, ci, kh, kw = w.shape
-    t = transpose2d(_f32(w).reshape(co, ci * kh * kw))  # (Ci*kh*kw, Co)
-    return np.ascontiguousarray(t.reshape(ci, kh, kw, co).transpose(1, 2, 0, 3))
+@njit(parallel=True, cache=True)
+def _split_cpu(x, buf, sh, sw, hp, wq, base):
+    """buf[(py * sw + px) * C + c, base + (r * wq + q) * N + b] = x[c, py + r * sh, px + q * sw,
+    b], zero where that pixel is outside x and in the `base` values before and all after: the
+    phase images of `Phases`, every value written once, one work item per (phase, channel)
+    row. With sh = sw = 1 and base 0, x on a grid of row width wq (`_grid`). Flat indices and
+    whole-pixel slices (N values) vectorise best."""
+    c_, h, w, n_ = x.shape
+    src, dst, length = x.reshape(-1), buf.reshape(-1), buf.shape[1]
+    zero = buf.dtype.type(0)
+    for row in prange(sh * sw * c_):
+        p = row // c_
+        c = row - p * c_
+        py = p // sw
+        px = p - py * sw
+        o = row * length
+        dst[o:o + base] = zero
+        for r in range(hp):
+            iy = py + r * sh
+            for q in range(wq):
+                ix = px + q * sw
+                e = o + base + (r * wq + q) * n_
+                if iy < h and ix < w:
+                    s = ((c * h + iy) * w + ix) * n_
+                    dst[e:e + n_] = src[s:s + n_]
+                else:
+                    dst[e:e + n_] = zero
+        dst[o + base + hp * wq * n_:o + length] = zero
 
 
-def _from_taps(t):
-    """The inverse of _to_taps: (kh, kw, Ci, Co) -> contiguous (Co, Ci, kh, kw)."""
-    kh, kw, ci, co = t.shape
-    rows = np.ascontiguousarray(t.transpose(2, 0, 1, 3)).reshape(ci * kh * kw, co)
-    return transpose2d(rows).reshape(co, ci, kh, kw)
+@njit(parallel=True, cache=True)
+def _merge_cpu(buf, x, sh, sw, wq):
+    """The inverse of _split_cpu (base 0) on the pixels of x (C, H, W, N), which it fills:
+    phase images back into one image, one work item per image row (c, iy)."""
+    c_, h, w, n_ = x.shape
+    src, dst, length = buf.reshape(-1), x.reshape(-1), buf.shape[1]
+    for item in prange(c_ * h):
+        c = item // h
+        iy = item - c * h
+        r = iy // sh
+        py = iy - r * sh
+        for ix in range(w):
+            q = ix // sw
+            s = ((py * sw + ix - q * sw) * c_ + c) * length + (r * wq + q) * n_
+            d = (item * w + ix) * n_
+            dst[d:d + n_] = src[s:s + n_]
+
+
+@njit(parallel=True, cache=True)
+def _to_taps_cpu(w, order, out):
+    """out[o, p * Ci + c] = w[o, c, order[p]] for w (Co, Ci, T): each output channel's weights
+    from (channel, tap) to (tap in `order`, channel), one work item per output channel (a
+    Ci x T block, at most 32 KB here, that stays in cache)."""
+    co, ci, _ = w.shape
+    for o in prange(co):
+        for p in range(order.size):
+            t = order[p]
+            for c in range(ci):
+                out[o, p * ci + c] = w[o, c, t]
+
+
+@njit(parallel=True, cache=True)
+def _from_taps_cpu(a, pos, out):
+    """The inverse: out[o, c, t] = a[o, pos[t] * Ci + c], pos the inverse of the order."""
+    co, ci, taps = out.shape
+    for o in prange(co):
+        for c in range(ci):
+            for t in range(taps):
+                out[o, c, t] = a[o, pos[t] * ci + c]
+
+
+def _order(plan, kw):
+    """The taps (i * kw + j) in the order the plan's GEMMs take them."""
+    return np.array([i * kw + j for _, _, _, taps in plan for i, j in taps], np.int64)
+
+
+class TapWeights:
+    """A weight (Co, Ci, kh, kw) as the GEMMs read it: `a` is (Co, kh * kw * Ci), each row the
+    output channel's weights in plan order, tap by tap, Ci apiece, so the taps of one GEMM are
+    `k[g]` consecutive columns from `offset[g]`: conv2d reads that block as is (Co x K), the
+    input gradient as its transpose, with no copy either way. Made in one parallel pass over
+    the weight (`tap_rows`); a layer's Function hands it from its forward to its backward."""
+
+    __slots__ = ("a", "offset", "k")
+
+    def __init__(self, a, offset, k):
+        self.a, self.offset, self.k = a, offset, k
+
+
+def _offsets(plan, ci):
+    k = [len(taps) * ci for _, _, _, taps in plan]
+    return [int(o) for o in np.cumsum([0] + k)[:-1]], k
 
 
 def _tap_rows(w, plan):
-    """The weights of each planned GEMM as a (len(taps) * Ci, Co) matrix, rows (tap, ci): a view
-    of one transposed copy of w for a single tap, the taps' blocks stacked otherwise."""
-    wt = _to_taps(w)  # (kh, kw, Ci, Co)
-    return [wt[taps[0]] if len(taps) == 1 else np.concatenate([wt[t] for t in taps])
-            for _, _, _, taps in plan]
+    co, ci, kh, kw = w.shape
+    a = np.empty((co, kh * kw * ci), np.float32)
+    _to_taps_cpu(_f32(w).reshape(co, ci, kh * kw), _order(plan, kw), a)
+    return TapWeights(a, *_offsets(plan, ci))
 
 
 def tap_rows(w, sh, sw, ph, pw):
-    """The weights w (Co, Ci, kh, kw) as conv2d and conv2d_input_grad read them (`rows`): made
-    once per forward pass, a layer's Function hands them to its backward's."""
+    """The weights w (Co, Ci, kh, kw) as conv2d and conv2d_input_grad read them (a
+    `TapWeights`): made once per forward pass, a layer's Function hands them to its
+    backward's."""
     return _tap_rows(w, _plan(*w.shape[2:], sh, sw, ph, pw))
 
 
@@ -292,16 +363,15 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow, rows=None):
     size = oh * wq * n
     fresh = bool(pieces) and pieces[0][1:] == (0, oh * wq)  # the first GEMM writes all
     out = (np.empty if fresh else np.zeros)((co, size), np.float32)
-    x_ptr, o_ptr = xs.buf.ctypes.data, out.ctypes.data
-    a_ptrs = [a.ctypes.data for a in rows]
+    x_ptr, o_ptr, w_ptr, lda = xs.buf.ctypes.data, out.ctypes.data, rows.a.ctypes.data, kh * kw * ci
 
     def chunk(q0, q1):  # output pixels q0 .. q1-1 (row-major over oh x wq)
         for c, (g, u0, u1) in enumerate(pieces):
             a, b = max(q0, u0), min(q1, u1)
             if a >= b:
                 continue
-            dy, dx, p0, taps = plan[g]
-            _gemm(True, False, co, (b - a) * n, len(taps) * ci, a_ptrs[g], co,
+            dy, dx, p0, _ = plan[g]
+            _gemm(False, False, co, (b - a) * n, rows.k[g], w_ptr + 4 * rows.offset[g], lda,
                   x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
                   0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * a * n, size)
 
@@ -323,16 +393,15 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     pieces = _pieces(plan, oh, ow, hp, wp, wq)
     ld = hp * wq * n                     # phase images without margins: writes outside are
     gs = np.zeros((sh * sw * ci, ld), np.float32)   # padding, and are left out
-    g_ptr, s_ptr = g_grid.ctypes.data, gs.ctypes.data
-    a_ptrs = [a.ctypes.data for a in rows]
+    g_ptr, s_ptr, w_ptr, lda = g_grid.ctypes.data, gs.ctypes.data, rows.a.ctypes.data, kh * kw * ci
 
     def chunk(q0, q1):  # phase pixels q0 .. q1-1: each written by this chunk alone
         for g, u0, u1 in pieces:
-            dy, dx, p0, taps = plan[g]
+            dy, dx, p0, _ = plan[g]
             shift = dy * wq + dx
             a, b = max(q0, u0 + shift), min(q1, u1 + shift)
             if a < b:
-                _gemm(False, False, len(taps) * ci, (b - a) * n, co, a_ptrs[g], co,
+                _gemm(True, False, rows.k[g], (b - a) * n, co, w_ptr + 4 * rows.offset[g], lda,
                       g_ptr + 4 * (a - shift) * n, oh * wq * n, 1.0,
                       s_ptr + 4 * (p0 * ci * ld + a * n), ld)
 
@@ -340,12 +409,8 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
         POOL.run(hp * wq, chunk)
     if sh == sw == 1:
         return _compact(gs, ci, hp, wq, wd, n)
-    img = gs.reshape(sh * sw, ci, hp, wq, n)
     gx = np.empty((ci, h, wd, n), np.float32)
-    for py in range(sh):
-        for px in range(sw):
-            part = gx[:, py::sh, px::sw, :]
-            part[...] = img[py * sw + px, :, :part.shape[1], :part.shape[2]]
+    _merge_cpu(gs, gx, sh, sw, wq)
     return gx
 
 
@@ -359,26 +424,25 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
     plan = _plan(kh, kw, sh, sw, ph, pw)
     g_grid = _grid(gy, wq)
     pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
-    offsets = [int(o) for o in np.cumsum([0] + [len(t) * ci for _, _, _, t in plan])]
+    offset, k = _offsets(plan, ci)
+    taps = kh * kw * ci
     bounds = POOL.bounds(oh * wq)
-    parts = np.zeros((len(bounds) - 1, offsets[-1], co), np.float32)  # rows (group, tap, ci)
+    parts = np.zeros((len(bounds) - 1, co, taps), np.float32)  # as TapWeights.a, per chunk
     x_ptr, g_ptr, p_ptr = xs.buf.ctypes.data, g_grid.ctypes.data, parts.ctypes.data
 
     def chunk(q0, q1):
-        part = p_ptr + 4 * bounds.index(q0) * offsets[-1] * co
-        for g, u0, u1 in pieces:
+        part = p_ptr + 4 * bounds.index(q0) * co * taps
+        for g, u0, u1 in pieces:   # shifts that only meet padding add nothing: zero there
             a, b = max(q0, u0), min(q1, u1)
             if a < b:
-                dy, dx, p0, taps = plan[g]
-                _gemm(False, True, len(taps) * ci, co, (b - a) * n,
+                dy, dx, p0, _ = plan[g]
+                _gemm(False, True, co, k[g], (b - a) * n, g_ptr + 4 * a * n, oh * wq * n,
                       x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
-                      g_ptr + 4 * a * n, oh * wq * n, 1.0, part + 4 * offsets[g] * co, co)
+                      1.0, part + 4 * offset[g], taps)
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         POOL.run(oh * wq, chunk)
     total = parts[0] if len(parts) == 1 else parts.sum(axis=0)
-    gwt = np.zeros((kh, kw, ci, co), np.float32)  # taps that only meet padding stay zero
-    for g, (_, _, _, taps) in enumerate(plan):
-        for t, tap in enumerate(taps):
-            gwt[tap] = total[offsets[g] + t * ci:offsets[g] + (t + 1) * ci]
-    return _from_taps(gwt)
+    gw = np.empty((co, ci, kh * kw), np.float32)
+    _from_taps_cpu(total, np.argsort(_order(plan, kw)), gw)
+    return gw.reshape(co, ci, kh, kw)
