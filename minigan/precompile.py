@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-_KERNEL_MODULES = ("activation", "conv", "dropout", "loss", "norm", "optim")
+_KERNEL_MODULES = ("activation", "conv", "dropout", "loss", "norm", "optim", "shifted")
 
 
 def _cpu_dispatchers():
@@ -58,15 +58,18 @@ def _warm_rest() -> None:
     from . import functional as F
     from . import nn, optim
     from .autograd import Tensor
+    from .kernels.conv import transpose2d
 
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((2, 1, 6, 6)).astype(np.float32), requires_grad=True)
     conv = nn.Conv2d(1, 16, 3, 2, 1)                          # im2col
     up = nn.ConvTranspose2d(16, 1, 3, 2, 1, output_padding=1)  # col2im
-    wide = nn.Conv2d(16, 16, 3, 1, 1)                         # shifted GEMMs: weight transposes
+    wide = nn.ConvTranspose2d(16, 16, 3, 2, 1, output_padding=1)  # shifted GEMMs: tap order,
+                                                              # phase images cut and joined
     x = F.dropout(x, 0.1, training=True)                      # (N, C, H, W) memory
     h = F.dropout(F.leaky_relu(conv(x), 0.2), 0.3, training=True)  # batch-last memory
     y = up(F.leaky_relu(wide(h), 0.2)).reshape(2, -1)[:, :1]
+    transpose2d(np.zeros((256, 2), np.float32))               # the tiled layout transpose
     loss = F.binary_cross_entropy_with_logits(y, np.ones((2, 1), np.float32))
     loss.backward()
     params = [*conv.parameters(), *up.parameters(), *wide.parameters()]
