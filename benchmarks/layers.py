@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
-from step import BATCHES, Z_DIM, _torch_module, build
+from step import BATCHES, Z_DIM, _torch_module, alternate, build
 
 import minigan
 
@@ -73,12 +72,6 @@ def torch_call(layer, x, gy):
     return call
 
 
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
 def compare(model: str, batch: int, steps: int, block: int = 3):
     G, D, shape = build(model)
     tG, tD = _torch_module(G), _torch_module(D)
@@ -94,14 +87,7 @@ def compare(model: str, batch: int, steps: int, block: int = 3):
                 y = layer(x)
             gy = np.random.default_rng(i).standard_normal(y.shape).astype(np.float32)
             fns = {"minigan": minigan_call(layer, x, gy), "torch": torch_call(tlayer, x, gy)}
-            for fn in fns.values():
-                fn()
-            times = {k: [] for k in fns}
-            while min(len(v) for v in times.values()) < steps:
-                for k, fn in fns.items():
-                    fn()
-                    for _ in range(block):
-                        times[k].append(_timed(fn))
+            times = alternate(fns, steps, 1, block)
             m, t = (statistics.median(times[k]) for k in ("minigan", "torch"))
             rows.append((f"{tag}{i} {type(layer).__name__}", tuple(x.shape), tuple(y.shape),
                          _flops(layer, x.shape, y.shape), m, t))

@@ -208,21 +208,29 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def alternate(fns: dict, steps: int, warmup: int, block: int) -> dict:
+    """{name: [seconds, ...]} of at least `steps` timed calls of each fn, after `warmup` calls
+    of each: the fns take turns in blocks of `block` timed calls, so load changes hit them
+    alike, each block after one untimed call (the other's threads may still be spinning)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    while min(len(v) for v in times.values()) < steps:
+        for k, fn in fns.items():
+            fn()
+            for _ in range(block):
+                times[k].append(_timed(fn))
+    return times
+
+
 def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
             model: str = "tf", block: int = 3) -> dict:
     mg, models = minigan_step(batch, device, model)
     fns = {"minigan": mg}
     if with_torch:
         fns["torch"] = torch_step(batch, device, models)
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    while min(len(v) for v in times.values()) < steps:
-        for k, fn in fns.items():  # alternate blocks, so load changes hit both alike ...
-            fn()                   # ... untimed: the other's threads may still be spinning
-            for _ in range(block):
-                times[k].append(_timed(fn))
+    times = alternate(fns, steps, warmup, block)
     out = {"model": model, "batch": batch, "device": device, "steps": steps, "block": block,
            "openblas": shifted.BLAS.core, "threads": _threads()}
     out.update({f"{k}_median_s": statistics.median(v) for k, v in times.items()})

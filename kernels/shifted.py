@@ -363,7 +363,8 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow, rows=None):
     size = oh * wq * n
     fresh = bool(pieces) and pieces[0][1:] == (0, oh * wq)  # the first GEMM writes all
     out = (np.empty if fresh else np.zeros)((co, size), np.float32)
-    x_ptr, o_ptr, w_ptr, lda = xs.buf.ctypes.data, out.ctypes.data, rows.a.ctypes.data, kh * kw * ci
+    x_ptr, o_ptr = xs.buf.ctypes.data, out.ctypes.data
+    w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
 
     def chunk(q0, q1):  # output pixels q0 .. q1-1 (row-major over oh x wq)
         for c, (g, u0, u1) in enumerate(pieces):
@@ -393,7 +394,8 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     pieces = _pieces(plan, oh, ow, hp, wp, wq)
     ld = hp * wq * n                     # phase images without margins: writes outside are
     gs = np.zeros((sh * sw * ci, ld), np.float32)   # padding, and are left out
-    g_ptr, s_ptr, w_ptr, lda = g_grid.ctypes.data, gs.ctypes.data, rows.a.ctypes.data, kh * kw * ci
+    g_ptr, s_ptr = g_grid.ctypes.data, gs.ctypes.data
+    w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
 
     def chunk(q0, q1):  # phase pixels q0 .. q1-1: each written by this chunk alone
         for g, u0, u1 in pieces:
