@@ -85,7 +85,9 @@ def compare(model: str, batch: int, steps: int, block: int = 3):
         for i, (layer, tlayer, x) in enumerate(zip(net, tnet, inputs(net, x0))):
             with minigan.no_grad():
                 y = layer(x)
-            gy = np.random.default_rng(i).standard_normal(y.shape).astype(np.float32)
+            # the output gradient in the output's memory layout, as backpropagation hands it on
+            gy = np.empty_like(y.data)
+            gy[...] = np.random.default_rng(i).standard_normal(y.shape)
             fns = {"minigan": minigan_call(layer, x, gy), "torch": torch_call(tlayer, x, gy)}
             times = alternate(fns, steps, 1, block)
             m, t = (statistics.median(times[k]) for k in ("minigan", "torch"))
@@ -96,7 +98,7 @@ def compare(model: str, batch: int, steps: int, block: int = 3):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="dcgan64", choices=["tf", "dcgan64"])
+    p.add_argument("--model", default="dcgan64", choices=["tf", "doodles", "dcgan64"])
     p.add_argument("--batch", type=int, default=None, help="default: the model's smaller one")
     p.add_argument("--steps", type=int, default=9, help="timed calls per framework and layer")
     a = p.parse_args()

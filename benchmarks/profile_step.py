@@ -47,7 +47,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--model", default="tf", help="tf, torch-style or dcgan64 (benchmarks/step.py)")
+    p.add_argument("--model", default="tf",
+                   help="tf, torch-style, doodles or dcgan64 (benchmarks/step.py)")
     p.add_argument("--top", type=int, default=0, help="also list the N functions with the most "
                                                       "own time")
     p.add_argument("--gemm", action="store_true",

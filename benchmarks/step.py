@@ -6,6 +6,8 @@ Three models (--model, default all):
   torch-style  the same network written the way PyTorch users write it: a Module whose forward
                reshapes the dense layer's output and applies BatchNorm2d to it, calls the
                activations and dropout from functional, and flattens with x.reshape(n, -1)
+  doodles      the nets `python examples/doodles.py` trains: the tf model at half width
+               (width 32), 28x28, batch 64 and 256
   dcgan64      the PyTorch examples' DCGAN (minigan.gan.models.radford): 64x64 RGB, 4x4 kernels,
                stride 2, ngf = ndf = 64, batch 64 and 128
 With --compare torch the same model is rebuilt in PyTorch from minigan's state_dict (the keys
@@ -50,7 +52,8 @@ from minigan.kernels import threads as T
 from minigan.optim import Adam
 
 Z_DIM = 100
-BATCHES = {"tf": (64, 256), "torch-style": (64, 256), "dcgan64": (64, 128)}
+BATCHES = {"tf": (64, 256), "torch-style": (64, 256), "doodles": (64, 256),
+           "dcgan64": (64, 128)}
 
 
 def torch_style_nets(tnn, tF, width: int = 64):
@@ -97,6 +100,8 @@ def build(model: str):
         return (*dcgan((1, 28, 28), Z_DIM), (1, 28, 28))
     if model == "torch-style":
         return (*torch_style_nets(nn, F), (1, 28, 28))
+    if model == "doodles":
+        return (*dcgan((1, 28, 28), Z_DIM, width=32), (1, 28, 28))
     if model == "dcgan64":
         return (*radford((3, 64, 64), Z_DIM), (3, 64, 64))
     raise ValueError(f"unknown model {model!r}: choose from {', '.join(BATCHES)}")
