@@ -428,9 +428,7 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
     pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
     offset, k = _offsets(plan, ci)
     taps = kh * kw * ci
-    bounds = POOL.bounds(oh * wq)
-    parts = np.zeros((len(bounds) - 1, co, taps), np.float32)  # as TapWeights.a, per chunk
-    x_ptr, g_ptr, p_ptr = xs.buf.ctypes.data, g_grid.ctypes.data, parts.ctypes.data
+    x_ptr, g_ptr = xs.buf.ctypes.data, g_grid.ctypes.data
 
     def chunk(q0, q1):
         part = p_ptr + 4 * bounds.index(q0) * co * taps
@@ -443,7 +441,12 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
                       1.0, part + 4 * offset[g], taps)
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
-        POOL.run(oh * wq, chunk)
+        # chunks (one buffer each) cut only now: the timer's start may switch the thread
+        # family, and with it how the pool cuts the pixels
+        bounds = POOL.bounds(oh * wq)
+        parts = np.zeros((len(bounds) - 1, co, taps), np.float32)  # as TapWeights.a, per chunk
+        p_ptr = parts.ctypes.data
+        POOL.run(oh * wq, chunk, bounds)
     total = parts[0] if len(parts) == 1 else parts.sum(axis=0)
     gw = np.empty((co, ci, kh * kw), np.float32)
     _from_taps_cpu(total, np.argsort(_order(plan, kw)), gw)

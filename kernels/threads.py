@@ -49,8 +49,9 @@ class RowPool:
         chunks = max(1, min(total // self.min_rows, self.max_chunks))
         return [total * i // chunks for i in range(chunks + 1)]
 
-    def run(self, total: int, fn) -> None:
-        bounds = self.bounds(total)
+    def run(self, total: int, fn, bounds: list[int] | None = None) -> None:
+        """fn over the chunks of `bounds` (this pool's `bounds(total)` unless given)."""
+        bounds = self.bounds(total) if bounds is None else bounds
         chunks = len(bounds) - 1
         if self.width <= 1 or chunks == 1:
             for i in range(chunks):

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigan.kernels import shifted as S
+from minigan.kernels import threads as T
 from tests.functional.test_conv import conv2d_ref, conv2d_vjp_ref, conv_out
 
 pytestmark = pytest.mark.skipif(not S.available(np.float32),
@@ -118,3 +119,38 @@ def test_dcgan_layers_and_the_adjoint_identity():
 
 def test_float64_is_left_to_im2col():
     assert not S.available(np.float64)
+
+
+class _Switching:
+    """A thread controller whose start() switches the pool from whole GEMMs to chunks, as the
+    default's load detection does when another process starts (kernels/threads.py)."""
+
+    def __init__(self, max_chunks):
+        self.max_chunks = max_chunks
+
+    def start(self):
+        S.POOL.max_chunks = self.max_chunks
+        return 0.0
+
+    def done(self, t0, flops):
+        pass
+
+
+@pytest.mark.parametrize("before, after", [(1, 8), (8, 1)])
+def test_weight_gradient_survives_a_thread_family_switch_at_its_start(monkeypatch, before,
+                                                                      after):
+    """A switch of the thread family as a call starts changes how the pool cuts the pixels;
+    the weight gradient, whose per-chunk buffers follow that cut, must follow it too (it
+    once cut before the switch and failed with "... is not in list")."""
+    g = (4, 16, 16, (32, 32), (4, 4), (2, 2), (1, 1))      # 16 x 17 output pixels: 8 chunks
+    x, w, gy, (oh, ow) = _data(g, 5)
+    monkeypatch.setattr(S.POOL, "max_chunks", before)
+    monkeypatch.setattr(S, "THREADS", _Switching(after))
+    gw = S.conv2d_weight_grad(_chwn(x), _chwn(gy), 2, 2, 1, 1, 4, 4)
+    wq = S._layout(S._plan(4, 4, 2, 2, 1, 1), 16, ow)[0]
+    cuts = [len(T.RowPool(max_chunks=m).bounds(oh * wq)) - 1 for m in (before, after)]
+    assert cuts[0] != cuts[1] and S.POOL.max_chunks == after   # the switch changed the cut
+    f64 = [a.astype(np.float64) for a in (x, w, gy)]
+    _, gw_ref = conv2d_vjp_ref(*f64, (2, 2), (1, 1))
+    _, gw_abs = conv2d_vjp_ref(*[np.abs(a) for a in f64], (2, 2), (1, 1))
+    _check(gw, gw_ref, gw_abs, 4 * oh * ow, "weight grad across a switch")
