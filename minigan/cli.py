@@ -28,7 +28,8 @@ from . import __version__
 TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
                  "loss": ("bce", "hinge", "wgan-gp")}
 # flags that define the computation: fixed once a run has started
-RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "recipe", "seed",
+RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
+             "seed",
              "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width", "d_width",
              "loss",
              "label_smoothing", "lr_decay", "ema", "spectral_norm", "gp_lambda", "r1_gamma",
@@ -66,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-d", type=float, help="learning rate of D")
     t.add_argument("--lr-g", type=float, help="learning rate of G")
     t.add_argument("--beta1", type=float, help="Adam's beta1")
+    t.add_argument("--beta2", type=float,
+                   help="Adam's beta2 (default: the recipe's, 0.999; 0.9 for wgan-gp)")
     t.add_argument("--recipe", help="optimizer recipe: default, or 'tutorial' for dcgan "
                                     "(the TensorFlow tutorial's Adam 1e-4, beta1 0.9, batch 256)")
     _run_flags(t, "runs/DATASET-ARCH", "run")

@@ -36,13 +36,13 @@ class Recipe:
 
     def with_overrides(self, lr: float | None = None, lr_d: float | None = None,
                        lr_g: float | None = None, beta1: float | None = None,
-                       batch_size: int | None = None) -> Recipe:
+                       batch_size: int | None = None, beta2: float | None = None) -> Recipe:
         """A copy with command-line overrides; `lr` sets both learning rates."""
         changes = {}
         if lr is not None:
             changes.update(lr_d=lr, lr_g=lr)
         for key, value in (("lr_d", lr_d), ("lr_g", lr_g), ("beta1", beta1),
-                           ("batch_size", batch_size)):
+                           ("beta2", beta2), ("batch_size", batch_size)):
             if value is not None:
                 changes[key] = value
         return replace(self, **changes) if changes else self

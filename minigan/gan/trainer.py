@@ -75,6 +75,7 @@ class TrainConfig:
     lr_d: float | None = None
     lr_g: float | None = None
     beta1: float | None = None
+    beta2: float | None = None          # Adam's second-moment decay (None: the recipe's)
     recipe: str = "default"             # e.g. 'tutorial' for arch dcgan
     seed: int = 0
     device: str = "cpu"
@@ -239,7 +240,8 @@ class Trainer:
             raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
                              f"{config.r1_gamma} and {config.r1_every}")
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
-                                                  config.beta1, config.batch_size)
+                                                  config.beta1, config.batch_size,
+                                                  config.beta2)
         self.G.to(self.device)
         self.D.to(self.device)
         # what the D and G updates call: D itself, or D behind DiffAugment (D is what is saved)

@@ -106,3 +106,18 @@ def test_g_width_and_d_width_train_and_load(tmp_path):
     assert main(["sample", str(out), "-n", "4", "-o", str(tmp_path / "s.npy")]) == 0
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(out), "--g-width", "8"])
+
+
+def test_beta2_reaches_both_optimizers_and_stays_with_the_run(tmp_path):
+    """--beta2 sets Adam's second-moment decay of G and D (beta1 stays the recipe's), is saved
+    with the run and restored on resume, and may not change there."""
+    from minigan.gan import Trainer
+
+    out = tmp_path / "b2"
+    assert main(["train", *TINY, "--steps", "2", "--beta2", "0.99", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["beta2"] == 0.99
+    resumed = Trainer.resume(out)
+    for opt in (resumed.opt_g, resumed.opt_d):
+        assert tuple(opt.defaults["betas"]) == (0.5, 0.99)
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(out), "--beta2", "0.9"])

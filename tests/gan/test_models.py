@@ -93,6 +93,9 @@ def test_recipe_overrides():
     assert (r.lr_d, r.lr_g, r.beta1, r.batch_size) == (1e-3, 1e-3, 0.9, 32)
     r = recipe_for("atienza").with_overrides(lr_g=5e-5)
     assert (r.lr_d, r.lr_g) == (2e-4, 5e-5)
+    r = recipe_for("dcgan").with_overrides(beta2=0.99)
+    assert (r.beta1, r.beta2) == (0.5, 0.99)
+    assert recipe_for("dcgan").beta2 == 0.999
 
 
 def test_g_width_and_d_width_scale_one_net_and_leave_the_other_as_it_was():
