@@ -3,6 +3,13 @@ PyTorch's matmul, on shapes of the DCGANs' convolutions, with the kernels OpenBL
 
     python benchmarks/blas.py                            # 1 and 2 threads
     OPENBLAS_CORETYPE=SkylakeX python benchmarks/blas.py # other kernels (read at load time)
+    python benchmarks/blas.py --layouts                  # one product, four memory layouts
+
+`--layouts` times the product of a weight W (Co x K) and K rows of P pixels through minigan's
+cblas_sgemm, laid out four ways: the pixels X stored (K, P) as minigan's batch-last layout
+stores them and the output C (Co, P) (what the convolutions run today); X stored (P, K) as a
+channels-last layout would, C (Co, P); X (P, K) and the output (P, Co), W as stored; the same
+with W stored transposed (K, Co).
 
 GFLOP/s from the median of 9 timed calls after one untimed; each library set to the same
 number of threads.
@@ -19,7 +26,12 @@ import numpy as np
 
 from minigan.kernels import shifted
 
-SHAPES = [(1024, 1024, 4096), (128, 1024, 16384), (256, 256, 17408), (512, 1024, 1280)]
+SHAPES = [(1024, 1024, 4096), (128, 1024, 16384), (128, 256, 16384), (128, 64, 16384),
+          (256, 256, 17408), (512, 1024, 1280)]
+# (Co, K, P): dcgan64's thin layers at batch 64 (K: one tap, 4 taps, all 16 of 64 or 128
+# channels), a wide one, and the doodles' first 32-channel layer
+LAYOUT_SHAPES = [(128, 1024, 16384), (128, 256, 16384), (64, 1024, 16384), (64, 256, 16384),
+                 (512, 1024, 1024), (32, 800, 12544)]
 
 
 def _median_seconds(fn, reps: int = 9) -> float:
@@ -32,10 +44,48 @@ def _median_seconds(fn, reps: int = 9) -> float:
     return statistics.median(times)
 
 
+def _layout_calls(w, x) -> dict:
+    """The four ways of one product W @ X (see the docstring), as calls without arguments."""
+    gemm = shifted._gemm
+    (co, k), p = w.shape, x.shape[1]
+    wt, xt = np.ascontiguousarray(w.T), np.ascontiguousarray(x.T)
+    c, ct = np.empty((co, p), np.float32), np.empty((p, co), np.float32)
+    wp, wtp, xp, xtp = w.ctypes.data, wt.ctypes.data, x.ctypes.data, xt.ctypes.data
+    cp, ctp = c.ctypes.data, ct.ctypes.data
+    return {
+        "W X -> C(Co,P)": lambda: gemm(False, False, co, p, k, wp, k, xp, p, 0.0, cp, p),
+        "W Xt -> C(Co,P)": lambda: gemm(False, True, co, p, k, wp, k, xtp, k, 0.0, cp, p),
+        "Xt W -> Ct(P,Co)": lambda: gemm(False, True, p, co, k, xtp, k, wp, k, 0.0, ctp, co),
+        "Xt Wt -> Ct(P,Co)": lambda: gemm(False, False, p, co, k, xtp, k, wtp, co, 0.0, ctp, co),
+        "_keep": (w, wt, x, xt, c, ct),
+    }
+
+
+def layouts(threads: list[int]) -> None:
+    """GFLOP/s of W @ X in the four layouts of the module's docstring."""
+    rng = np.random.default_rng(0)
+    for t in threads:
+        if shifted.BLAS.set_threads is not None:
+            shifted.BLAS.set_threads(t)
+        for co, k, p in LAYOUT_SHAPES:
+            calls = _layout_calls(rng.standard_normal((co, k), dtype=np.float32),
+                                  rng.standard_normal((k, p), dtype=np.float32))
+            calls.pop("_keep")
+            gflop = 2 * co * k * p / 1e9
+            row = {"threads": t, "co": co, "k": k, "p": p}
+            row.update({name: round(gflop / _median_seconds(f), 1) for name, f in calls.items()})
+            print(json.dumps(row), flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--layouts", action="store_true",
+                   help="time one product in four memory layouts (no PyTorch needed)")
     a = p.parse_args(argv)
+    if a.layouts:
+        layouts(a.threads)
+        return
     import torch
 
     rng = np.random.default_rng(0)
