@@ -158,6 +158,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder")
     e.add_argument("-n", type=int, default=2000, help="number of samples (default 2000)")
     e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    e.add_argument("--repeats", type=int, default=1, metavar="R",
+                   help="also score R - 1 more noise draws (seeds SEED+1 ...) and print the "
+                        "Frechet distance's mean and range: how much of a difference between "
+                        "two runs the noise alone could make (default 1)")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
 
     n = sub.add_parser("inspect", help="is G copying? samples beside their nearest training "
@@ -426,12 +430,18 @@ def _eval(args) -> int:
                          "(for others, look at: python -m minigan sample RUN -o grid.png)")
     if args.n < 2:
         raise ValueError(f"-n must be at least 2, got {args.n}")
-    z = np.random.default_rng(args.seed).standard_normal((args.n, config["z_dim"]),
-                                                         dtype=np.float32)
-    images = generate(G, z, batch_size=info["recipe"]["batch_size"], seed=args.seed)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     model = metrics.classifier(dataset, root, device=args.device)
     ref = metrics.reference(dataset, root, model)
-    got = metrics.evaluate(images, dataset, model=model, real=ref, seed=args.seed)
+
+    def score(seed: int) -> dict:
+        z = np.random.default_rng(seed).standard_normal((args.n, config["z_dim"]),
+                                                        dtype=np.float32)
+        images = generate(G, z, batch_size=info["recipe"]["batch_size"], seed=seed)
+        return metrics.evaluate(images, dataset, model=model, real=ref, seed=seed)
+
+    got = score(args.seed)
     floor = metrics.real_floor(dataset, root, device=args.device, n=args.n, seed=args.seed)
     print(f"{args.run}: {args.n} samples (seed {args.seed}) from step {info['trained_steps']}, "
           f"{dataset}; beside them {floor['n']} real test images, the floor")
@@ -457,6 +467,15 @@ def _eval(args) -> int:
         record[f"{label}: samples"] = fmt.format(got[key])
         record[f"{label}: real"] = fmt.format(floor[key])
     record["collapse warning"] = warning or "none"
+    if args.repeats > 1:
+        seeds = list(range(args.seed, args.seed + args.repeats))
+        fds = [got["fd"]] + [score(s)["fd"] for s in seeds[1:]]
+        print(f"  Frechet distance over noise seeds {seeds[0]}-{seeds[-1]}: mean "
+              f"{np.mean(fds):.2f}, range {min(fds):.2f}-{max(fds):.2f} "
+              f"({', '.join(f'{f:.2f}' for f in fds)})")
+        record["Frechet distance (classifier): noise seeds"] = seeds
+        record["Frechet distance (classifier): per seed"] = [f"{f:.2f}" for f in fds]
+        record["Frechet distance (classifier): mean over seeds"] = f"{np.mean(fds):.2f}"
     (Path(args.run) / "eval.json").write_text(json.dumps(record, indent=1) + "\n")
     from .report import refresh
 

@@ -200,6 +200,31 @@ def test_eval_prints_metrics_beside_the_real_floor(tiny_run, capsys):
     assert "eval.json" in page and record["Frechet distance (classifier): samples"] in page
 
 
+def test_eval_repeats_scores_each_noise_seed_as_a_single_eval_would(tiny_run, capsys):
+    """--repeats 3 from seed 1: the FD of seeds 1, 2, 3, each what `eval --seed s` prints alone,
+    with their mean and range; the table itself stays seed 1's."""
+    single = {}
+    for seed in (1, 2, 3):
+        assert main(["eval", str(tiny_run), "-n", "150", "--seed", str(seed)]) == 0
+        single[seed] = json.loads((tiny_run / "eval.json").read_text())[
+            "Frechet distance (classifier): samples"]
+        capsys.readouterr()
+    assert len(set(single.values())) > 1                    # the noise does move the score
+    assert main(["eval", str(tiny_run), "-n", "150", "--seed", "1", "--repeats", "3"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tiny_run / "eval.json").read_text())
+    assert record["Frechet distance (classifier): samples"] == single[1]
+    assert record["Frechet distance (classifier): noise seeds"] == [1, 2, 3]
+    assert record["Frechet distance (classifier): per seed"] == [single[s] for s in (1, 2, 3)]
+    fds = [float(single[s]) for s in (1, 2, 3)]
+    mean = float(record["Frechet distance (classifier): mean over seeds"])
+    assert abs(mean - sum(fds) / 3) <= 0.01                 # of unrounded values, so 2 dp
+    line = next(line for line in out.splitlines() if "over noise seeds 1-3" in line)
+    assert f"range {min(single.values(), key=float)}-{max(single.values(), key=float)}" in line
+    assert main(["eval", str(tiny_run), "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
 def test_eval_needs_a_classifier(tmp_path, curves, capsys):
     run = tmp_path / "run"
     Trainer(_config(tmp_path, dataset="ellipses", limit=48, image_size=8, batch_size=8,
