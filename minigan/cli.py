@@ -473,8 +473,9 @@ def _eval(args) -> int:
         print(f"  Frechet distance over noise seeds {seeds[0]}-{seeds[-1]}: mean "
               f"{np.mean(fds):.2f}, range {min(fds):.2f}-{max(fds):.2f} "
               f"({', '.join(f'{f:.2f}' for f in fds)})")
-        record["Frechet distance (classifier): noise seeds"] = seeds
-        record["Frechet distance (classifier): per seed"] = [f"{f:.2f}" for f in fds]
+        # strings, as the other fields, so that the run page's table shows them
+        record["Frechet distance (classifier): noise seeds"] = f"{seeds[0]}-{seeds[-1]}"
+        record["Frechet distance (classifier): per seed"] = ", ".join(f"{f:.2f}" for f in fds)
         record["Frechet distance (classifier): mean over seeds"] = f"{np.mean(fds):.2f}"
     (Path(args.run) / "eval.json").write_text(json.dumps(record, indent=1) + "\n")
     from .report import refresh

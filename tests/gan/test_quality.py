@@ -214,11 +214,13 @@ def test_eval_repeats_scores_each_noise_seed_as_a_single_eval_would(tiny_run, ca
     out = capsys.readouterr().out
     record = json.loads((tiny_run / "eval.json").read_text())
     assert record["Frechet distance (classifier): samples"] == single[1]
-    assert record["Frechet distance (classifier): noise seeds"] == [1, 2, 3]
-    assert record["Frechet distance (classifier): per seed"] == [single[s] for s in (1, 2, 3)]
+    assert record["Frechet distance (classifier): noise seeds"] == "1-3"
+    per_seed = record["Frechet distance (classifier): per seed"]
+    assert per_seed == ", ".join(single[s] for s in (1, 2, 3))
     fds = [float(single[s]) for s in (1, 2, 3)]
     mean = float(record["Frechet distance (classifier): mean over seeds"])
     assert abs(mean - sum(fds) / 3) <= 0.01                 # of unrounded values, so 2 dp
+    assert per_seed in (tiny_run / "index.html").read_text()     # on the run's page too
     line = next(line for line in out.splitlines() if "over noise seeds 1-3" in line)
     assert f"range {min(single.values(), key=float)}-{max(single.values(), key=float)}" in line
     assert main(["eval", str(tiny_run), "--repeats", "0"]) == 2
