@@ -29,11 +29,9 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
                  "loss": ("bce", "hinge", "wgan-gp")}
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
-             "seed",
-             "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width", "d_width",
-             "loss",
-             "label_smoothing", "lr_decay", "ema", "spectral_norm", "gp_lambda", "r1_gamma",
-             "r1_every", "d_dropout", "augment", "n_critic", "data_root")
+             "seed", "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width",
+             "d_width", "loss", "label_smoothing", "lr_decay", "ema", "spectral_norm",
+             "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "augment", "n_critic", "data_root")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
