@@ -4,12 +4,18 @@ PyTorch's matmul, on shapes of the DCGANs' convolutions, with the kernels OpenBL
     python benchmarks/blas.py                            # 1 and 2 threads
     OPENBLAS_CORETYPE=SkylakeX python benchmarks/blas.py # other kernels (read at load time)
     python benchmarks/blas.py --layouts                  # one product, four memory layouts
+    python benchmarks/blas.py --conv-gemms               # a layer's three products, two layouts
 
 `--layouts` times the product of a weight W (Co x K) and K rows of P pixels through minigan's
 cblas_sgemm, laid out four ways: the pixels X stored (K, P) as minigan's batch-last layout
 stores them and the output C (Co, P) (what the convolutions run today); X stored (P, K) as a
 channels-last layout would, C (Co, P); X (P, K) and the output (P, Co), W as stored; the same
 with W stored transposed (K, Co).
+
+`--conv-gemms` times all three products a convolution layer makes in training, each in both
+layouts: the forward pass C = W X, the input gradient W^T G and the weight gradient G X^T (G the
+output's gradient, laid out as C), and their total, the time a layer's GEMMs take. A layout
+that speeds up one product can slow another: the total says whether it pays.
 
 GFLOP/s from the median of 9 timed calls after one untimed; each library set to the same
 number of threads.
@@ -77,14 +83,60 @@ def layouts(threads: list[int]) -> None:
             print(json.dumps(row), flush=True)
 
 
+def _conv_calls(w, x, g) -> dict:
+    """A layer's three products (forward, input gradient, weight gradient) in minigan's
+    batch-last layout (X (K, P), G (Co, P)) and in a channels-last one (X (P, K), G (P, Co)),
+    as {(layout, product): call}; each call holds the arrays it reads and writes."""
+    gemm = shifted._gemm
+    (co, k), p = w.shape, x.shape[1]
+    xt, gt = np.ascontiguousarray(x.T), np.ascontiguousarray(g.T)
+
+    def call(trans_a, trans_b, m, n, inner, a, lda, b, ldb, ldc):
+        out = np.empty((m, n), np.float32)
+        return lambda: gemm(trans_a, trans_b, m, n, inner, a.ctypes.data, lda, b.ctypes.data,
+                            ldb, 0.0, out.ctypes.data, ldc)
+
+    return {("batch-last", "forward"): call(False, False, co, p, k, w, k, x, p, p),
+            ("batch-last", "input grad"): call(True, False, k, p, co, w, k, g, p, p),
+            ("batch-last", "weight grad"): call(False, True, co, k, p, g, p, x, p, k),
+            ("channels-last", "forward"): call(False, True, p, co, k, xt, k, w, k, co),
+            ("channels-last", "input grad"): call(False, False, p, k, co, gt, co, w, k, k),
+            ("channels-last", "weight grad"): call(True, False, co, k, p, gt, co, xt, k, k)}
+
+
+def conv_gemms(threads: list[int]) -> None:
+    """GFLOP/s of a layer's three products in both layouts, and of the three together."""
+    rng = np.random.default_rng(0)
+    for t in threads:
+        if shifted.BLAS.set_threads is not None:
+            shifted.BLAS.set_threads(t)
+        for co, k, p in LAYOUT_SHAPES:
+            calls = _conv_calls(rng.standard_normal((co, k), dtype=np.float32),
+                                rng.standard_normal((k, p), dtype=np.float32),
+                                rng.standard_normal((co, p), dtype=np.float32))
+            gflop = 2 * co * k * p / 1e9
+            seconds = {key: _median_seconds(f) for key, f in calls.items()}
+            row = {"threads": t, "co": co, "k": k, "p": p}
+            for layout in ("batch-last", "channels-last"):
+                parts = {what: s for (lay, what), s in seconds.items() if lay == layout}
+                row.update({f"{layout} {what}": round(gflop / s, 1) for what, s in parts.items()})
+                row[f"{layout} all three"] = round(3 * gflop / sum(parts.values()), 1)
+            print(json.dumps(row), flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--layouts", action="store_true",
                    help="time one product in four memory layouts (no PyTorch needed)")
+    p.add_argument("--conv-gemms", action="store_true",
+                   help="time a layer's three products in two layouts (no PyTorch needed)")
     a = p.parse_args(argv)
     if a.layouts:
         layouts(a.threads)
+        return
+    if a.conv_gemms:
+        conv_gemms(a.threads)
         return
     import torch
 
