@@ -86,26 +86,33 @@ def layouts(threads: list[int]) -> None:
 def _conv_calls(w, x, g) -> dict:
     """A layer's three products (forward, input gradient, weight gradient) in minigan's
     batch-last layout (X (K, P), G (Co, P)) and in a channels-last one (X (P, K), G (P, Co)),
-    as {(layout, product): call}; each call holds the arrays it reads and writes."""
+    as {(layout, product): (call, output, expected)}: each call holds the arrays it reads and
+    writes; `expected` gives NumPy's product in the output's layout, to check the call by."""
     gemm = shifted._gemm
     (co, k), p = w.shape, x.shape[1]
     xt, gt = np.ascontiguousarray(x.T), np.ascontiguousarray(g.T)
 
-    def call(trans_a, trans_b, m, n, inner, a, lda, b, ldb, ldc):
+    def call(trans_a, trans_b, m, n, inner, a, lda, b, ldb, expected):
         out = np.empty((m, n), np.float32)
-        return lambda: gemm(trans_a, trans_b, m, n, inner, a.ctypes.data, lda, b.ctypes.data,
-                            ldb, 0.0, out.ctypes.data, ldc)
+        return (lambda: gemm(trans_a, trans_b, m, n, inner, a.ctypes.data, lda, b.ctypes.data,
+                             ldb, 0.0, out.ctypes.data, n)), out, expected
 
-    return {("batch-last", "forward"): call(False, False, co, p, k, w, k, x, p, p),
-            ("batch-last", "input grad"): call(True, False, k, p, co, w, k, g, p, p),
-            ("batch-last", "weight grad"): call(False, True, co, k, p, g, p, x, p, k),
-            ("channels-last", "forward"): call(False, True, p, co, k, xt, k, w, k, co),
-            ("channels-last", "input grad"): call(False, False, p, k, co, gt, co, w, k, k),
-            ("channels-last", "weight grad"): call(True, False, co, k, p, gt, co, xt, k, k)}
+    return {("batch-last", "forward"): call(False, False, co, p, k, w, k, x, p, lambda: w @ x),
+            ("batch-last", "input grad"): call(True, False, k, p, co, w, k, g, p,
+                                               lambda: w.T @ g),
+            ("batch-last", "weight grad"): call(False, True, co, k, p, g, p, x, p,
+                                                lambda: g @ x.T),
+            ("channels-last", "forward"): call(False, True, p, co, k, xt, k, w, k,
+                                               lambda: (w @ x).T),
+            ("channels-last", "input grad"): call(False, False, p, k, co, gt, co, w, k,
+                                                  lambda: (w.T @ g).T),
+            ("channels-last", "weight grad"): call(True, False, co, k, p, gt, co, xt, k,
+                                                   lambda: g @ x.T)}
 
 
 def conv_gemms(threads: list[int]) -> None:
-    """GFLOP/s of a layer's three products in both layouts, and of the three together."""
+    """GFLOP/s of a layer's three products in both layouts, and of the three together; each
+    product's result is checked against NumPy's before it counts."""
     rng = np.random.default_rng(0)
     for t in threads:
         if shifted.BLAS.set_threads is not None:
@@ -115,7 +122,12 @@ def conv_gemms(threads: list[int]) -> None:
                                 rng.standard_normal((k, p), dtype=np.float32),
                                 rng.standard_normal((co, p), dtype=np.float32))
             gflop = 2 * co * k * p / 1e9
-            seconds = {key: _median_seconds(f) for key, f in calls.items()}
+            seconds = {}
+            for key, (fn, out, expected) in calls.items():
+                seconds[key] = _median_seconds(fn)
+                want = expected()                   # float32 sums of K or P terms: rtol 1e-3
+                if not np.allclose(out, want, rtol=1e-3, atol=1e-3 * np.abs(want).max()):
+                    raise RuntimeError(f"{key} computed the wrong product for {(co, k, p)}")
             row = {"threads": t, "co": co, "k": k, "p": p}
             for layout in ("batch-last", "channels-last"):
                 parts = {what: s for (lay, what), s in seconds.items() if lay == layout}
