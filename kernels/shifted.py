@@ -25,7 +25,10 @@ layers, which keeps the GEMMs efficient). The adjoint (the input gradient, i.e. 
 convolution) accumulates into a stacked phase buffer that is interleaved back at the end.
 
 The GEMMs go to the BLAS NumPy itself links (OpenBLAS in NumPy's wheels), through its CBLAS
-interface, since NumPy's matmul cannot accumulate into a strided view. `available()` says
+interface, since NumPy's matmul cannot accumulate into a strided view. A chunk's GEMMs are
+gathered as a table (`_Calls`) and run by one numba kernel (`_gemms_cpu`) that calls cblas_sgemm
+through its address, without the GIL and with no Python between the calls (a training step of
+the half-width DCGAN makes about 1,000 of them, most under 0.1 ms). `available()` says
 whether that library was found; without it, or with MINIGAN_SHIFTED_GEMM=0 in the environment,
 the callers use im2col + GEMM. On `POOL`'s threads (kernels/threads.py; BLAS itself then
 single-threaded) a call's pixels are cut into chunks, each a range of output pixels (of input
@@ -38,9 +41,12 @@ when other processes keep the cores busy).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from . import blas as _blas
 from . import threads as T
@@ -50,6 +56,10 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 BLAS = _blas.load()   # NumPy's OpenBLAS (kernels/blas.py)
 _SGEMM, _GET_THREADS, _SET_THREADS = BLAS.sgemm, BLAS.get_threads, BLAS.set_threads
+# cblas_sgemm's address and the width of its integers, for `_gemms_cpu`
+_SGEMM_AT = ctypes.cast(_SGEMM, ctypes.c_void_p).value if _SGEMM is not None else 0
+_INT = (np.int64(0) if _SGEMM is not None and _SGEMM.argtypes[3] is ctypes.c_int64
+        else np.int32(0))
 POOL = T.RowPool()
 THREADS = (T.configure(_SET_THREADS, POOL, _GET_THREADS) if _SGEMM is not None
            else None)                                                      # None: fixed
@@ -118,6 +128,71 @@ def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
     """c = op(a) @ op(b) + beta * c, row-major, a/b/c raw addresses."""
     _SGEMM(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
            m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc)
+
+
+@intrinsic
+def _sgemm_call(typingctx, at, call, width):
+    """cblas_sgemm at address `at` on one row of a `_Calls` table (trans_a, trans_b, m, n, k,
+    a, lda, b, ldb, beta, c, ldc; alpha 1, row-major); `width`'s type (int32 or int64) is the
+    width of the library's integers. An intrinsic, not a ctypes function, so that the kernel
+    calling it can be cached (numba cannot cache code that holds a ctypes function)."""
+    if not (isinstance(at, types.Integer) and isinstance(call, types.Array)
+            and isinstance(width, types.Integer)):
+        return None
+    bits = width.bitwidth
+
+    def codegen(context, builder, signature, args):
+        at_v, row, _ = args
+        data = context.make_array(signature.args[1])(context, builder, row).data
+        i32, i_n, f32 = ir.IntType(32), ir.IntType(bits), ir.FloatType()
+        ptr = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(),
+                               [i32, i32, i32, i_n, i_n, i_n, f32, ptr, i_n, ptr, i_n, f32, ptr,
+                                i_n])
+
+        def get(i):
+            return builder.load(builder.gep(data, [ir.Constant(ir.IntType(64), i)]))
+
+        def integer(i):
+            return builder.trunc(get(i), i_n) if bits < 64 else get(i)
+
+        def address(i):
+            return builder.inttoptr(get(i), ptr)
+
+        fn = builder.inttoptr(at_v, fnty.as_pointer())
+        builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), builder.trunc(get(0), i32),
+                          builder.trunc(get(1), i32), integer(2), integer(3), integer(4),
+                          ir.Constant(f32, 1.0), address(5), integer(6), address(7), integer(8),
+                          builder.sitofp(get(9), f32), address(10), integer(11)])
+        return context.get_dummy_value()
+
+    return types.void(at, call, width), codegen
+
+
+@njit(nogil=True, cache=True)
+def _gemms_cpu(at, calls, width):
+    """Every row of `calls` (int64, a `_Calls` table) as one cblas_sgemm, in order, without
+    the GIL: a chunk's GEMMs with no Python between them."""
+    for i in range(calls.shape[0]):
+        _sgemm_call(at, calls[i], width)
+
+
+class _Calls:
+    """A chunk's GEMMs, gathered as `_gemm`'s arguments (beta 0 or 1) and run by `run()` in
+    one call into `_gemms_cpu`, in the order they were added."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+        self.rows.append((_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+                          m, n, k, a, lda, b, ldb, int(beta), c, ldc))
+
+    def run(self):
+        if self.rows:
+            _gemms_cpu(_SGEMM_AT, np.array(self.rows, np.int64), _INT)
 
 
 def _f32(a):
@@ -367,14 +442,16 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow, rows=None):
     w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
 
     def chunk(q0, q1):  # output pixels q0 .. q1-1 (row-major over oh x wq)
+        calls = _Calls()
         for c, (g, u0, u1) in enumerate(pieces):
             a, b = max(q0, u0), min(q1, u1)
             if a >= b:
                 continue
             dy, dx, p0, _ = plan[g]
-            _gemm(False, False, co, (b - a) * n, rows.k[g], w_ptr + 4 * rows.offset[g], lda,
-                  x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
-                  0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * a * n, size)
+            calls.add(False, False, co, (b - a) * n, rows.k[g], w_ptr + 4 * rows.offset[g], lda,
+                      x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
+                      0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * a * n, size)
+        calls.run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         POOL.run(oh * wq, chunk)
@@ -398,14 +475,16 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
 
     def chunk(q0, q1):  # phase pixels q0 .. q1-1: each written by this chunk alone
+        calls = _Calls()
         for g, u0, u1 in pieces:
             dy, dx, p0, _ = plan[g]
             shift = dy * wq + dx
             a, b = max(q0, u0 + shift), min(q1, u1 + shift)
             if a < b:
-                _gemm(True, False, rows.k[g], (b - a) * n, co, w_ptr + 4 * rows.offset[g], lda,
-                      g_ptr + 4 * (a - shift) * n, oh * wq * n, 1.0,
-                      s_ptr + 4 * (p0 * ci * ld + a * n), ld)
+                calls.add(True, False, rows.k[g], (b - a) * n, co, w_ptr + 4 * rows.offset[g],
+                          lda, g_ptr + 4 * (a - shift) * n, oh * wq * n, 1.0,
+                          s_ptr + 4 * (p0 * ci * ld + a * n), ld)
+        calls.run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         POOL.run(hp * wq, chunk)
@@ -432,13 +511,15 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
 
     def chunk(q0, q1):
         part = p_ptr + 4 * bounds.index(q0) * co * taps
+        calls = _Calls()
         for g, u0, u1 in pieces:   # shifts that only meet padding add nothing: zero there
             a, b = max(q0, u0), min(q1, u1)
             if a < b:
                 dy, dx, p0, _ = plan[g]
-                _gemm(False, True, co, k[g], (b - a) * n, g_ptr + 4 * a * n, oh * wq * n,
-                      x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
-                      1.0, part + 4 * offset[g], taps)
+                calls.add(False, True, co, k[g], (b - a) * n, g_ptr + 4 * a * n, oh * wq * n,
+                          x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
+                          1.0, part + 4 * offset[g], taps)
+        calls.run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         # chunks (one buffer each) cut only now: the timer's start may switch the thread

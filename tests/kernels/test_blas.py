@@ -40,3 +40,38 @@ def test_the_library_found_multiplies_like_numpy():
     S._gemm(False, False, 5, 3, 7, a.ctypes.data, 7, b.ctypes.data, 3, 1.0, c.ctypes.data, 3)
     np.testing.assert_allclose(c, a.astype(np.float64) @ b + 1, rtol=1e-5, atol=1e-5)
     assert S.BLAS.core is None or isinstance(S.BLAS.core, str)
+
+
+@pytest.mark.skipif(S.BLAS.sgemm is None, reason="no CBLAS sgemm found in NumPy's BLAS")
+def test_a_chunks_gemms_run_in_one_call_as_one_by_one():
+    """`_Calls` (a chunk's GEMMs run by the numba kernel, without the GIL) gives bit for bit
+    what the same calls through `_gemm` give, in order: transposes, beta 0 (overwrite) and 1
+    (accumulate, so the order shows in the rounding), strided operands (leading dimensions
+    wider than the rows read), and an independent float64 product says both are right."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((6, 9), np.float32)            # read as 6 x 7 (lda 9) or its T
+    b = rng.standard_normal((7, 8), np.float32)
+    bt = rng.standard_normal((5, 7), np.float32)           # read transposed: 7 x 5
+    calls = [  # (trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, ldc): c is (6, 8), ldc 8
+        (False, False, 6, 5, 7, a, 9, b, 8, 0.0),          # c[:, :5]  = A[:, :7] B[:, :5]
+        (False, True, 6, 5, 7, a, 9, bt, 7, 1.0),          # c[:, :5] += A[:, :7] Bt^T
+        (True, False, 6, 8, 6, a, 9, a[:, :8].copy(), 8, 1.0),  # c += A[:, :6]^T A[:, :8]
+    ]
+    results = []
+    for gather in (True, False):
+        c = np.full((6, 8), 7.0, np.float32)               # beta 0 must overwrite the 7s
+        batch = S._Calls()
+        for ta, tb, m, n, k, x, lda, y, ldb, beta in calls:
+            args = (ta, tb, m, n, k, x.ctypes.data, lda, y.ctypes.data, ldb, beta,
+                    c.ctypes.data, 8)
+            batch.add(*args) if gather else S._gemm(*args)
+        if gather:
+            assert len(batch.rows) == 3
+            batch.run()
+        results.append(c)
+    np.testing.assert_array_equal(results[0], results[1])
+    a64, b64, bt64 = (v.astype(np.float64) for v in (a, b, bt))
+    want = np.full((6, 8), 7.0)
+    want[:, :5] = a64[:, :7] @ b64[:, :5] + a64[:, :7] @ bt64.T
+    want += a64[:, :6].T @ a64[:, :8]
+    np.testing.assert_allclose(results[0], want, rtol=1e-5, atol=1e-4)
