@@ -132,6 +132,10 @@ MUTANTS = [
     Mutant("shifted-tap-weights-kh-kw-swapped", SHIFTED,
            "i * kw + j for _, _, _, taps in plan", "j * kw + i for _, _, _, taps in plan",
            (T_SHIFTED,)),
+    Mutant("shifted-chunk-runner-drops-the-last-gemm", SHIFTED,
+           "    for i in range(calls.shape[0]):\n", "    for i in range(calls.shape[0] - 1):\n",
+           ("tests/kernels/test_blas.py", T_SHIFTED), None,
+           "the numba kernel that runs a chunk's GEMMs stops one short"),
     # -- the row chunks of the shifted GEMMs on the thread pool (kernels/threads.py)
     Mutant("shifted-chunk-input-grad-source-offset", SHIFTED,
            "g_ptr + 4 * (a - shift) * n", "g_ptr + 4 * a * n",
