@@ -90,6 +90,13 @@ def use_thread_family(family: str | None) -> None:
         THREADS.use(family)
 
 
+def redetect_threads() -> None:
+    """Let the next convolution choose the default setting's thread family afresh (nothing for
+    the other settings): after a warm-up that ran under a load of its own."""
+    if isinstance(THREADS, T.Detect):
+        THREADS.reset()
+
+
 def _timed(flops):
     """Context of one convolution's GEMMs for THREADS (nothing when the count is fixed)."""
     return _Timer(flops) if THREADS is not None else contextlib.nullcontext()

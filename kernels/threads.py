@@ -230,6 +230,18 @@ class Detect:
         self.family = family
         self._quiet = 0
 
+    def reset(self) -> None:
+        """Forget the choice made so far, as if no convolution had run: the next one probes the
+        load again. For a choice made under load this process made itself (the kernels'
+        first compile runs a convolution while a second process compiles beside it)."""
+        self.use_blas()                           # OpenBLAS's threads as they started
+        self.inner, self.family, self.busy = None, None, None
+        self.switches = []
+        self._t0 = self._checked = None
+        self._quiet = 0
+        if self.meter is not None:
+            self.meter.others()                   # its next reading starts from now
+
     def _choose(self, busy: float | None) -> None:
         self.busy = busy
         now = self.clock()

@@ -105,6 +105,10 @@ def compile_cpu_kernels(workers: int = 2, say=print) -> float:
     if child is not None and child.wait() != 0:
         child = None  # it failed: compile here, where an error shows its traceback
     _warm_batchnorm()
+    if workers > 1:
+        # _warm_rest's convolution chose the thread family while the child compiled beside
+        # it, i.e. on a machine this compile kept busy: let training's first one choose
+        shifted.redetect_threads()
     return time.perf_counter() - t0
 
 

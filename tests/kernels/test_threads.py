@@ -345,3 +345,43 @@ def test_training_steps_are_bit_identical_under_every_pool_option(monkeypatch, t
     for option, state in zip(ctl.options[1:], states[1:]):
         for k, v in state.items():
             assert np.array_equal(v, states[0][k]), f"{k} differs under {option}"
+
+
+def test_detect_reset_forgets_a_choice_made_under_a_passing_load():
+    """A choice made while the process's own compile kept a core busy is forgotten: OpenBLAS's
+    threads as they started, no family, and the next convolution probes the load afresh (the
+    meter's next interval starts at the reset, not before it)."""
+    probes, blas_used = [1.0, 0.0], []
+    meter = _Meter([1.0])                 # the reset reads it once, to start a new interval
+    d = T.Detect(lambda: blas_used.append(1), lambda: T.Threads([(1, 2, 2)], lambda o: None),
+                 probe=lambda: probes.pop(0), meter=meter, interval=1e9)
+    d.done(d.start(), 1e6)
+    assert d.family == "pool" and d.inner is not None and d.switches and not blas_used
+    d.reset()
+    assert d.family is None and d.inner is None and d.busy is None and d.switches == []
+    assert blas_used == [1] and meter.readings == []
+    d.done(d.start(), 1e6)
+    assert d.family == "blas" and d.busy == 0.0 and not probes
+
+
+def test_a_first_compile_leaves_the_thread_family_to_training(monkeypatch):
+    """compile_cpu_kernels runs a convolution while a child process compiles batchnorm beside
+    it; the family the load then suggested must not stick (kernels/threads.py, Detect). Without
+    a child (workers=1) the warm-up's choice was made on a machine as quiet as training's."""
+    from minigan import precompile
+
+    class Child:
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(precompile, "cpu_kernels_cached", lambda: False)
+    monkeypatch.setattr(precompile, "_warm_rest", lambda: None)
+    monkeypatch.setattr(precompile, "_warm_batchnorm", lambda: None)
+    monkeypatch.setattr(precompile.subprocess, "Popen", lambda *a, **k: Child())
+    for workers, family in ((2, None), (1, "pool")):
+        d = T.Detect(lambda: None, lambda: T.Threads([(1, 2, 2)], lambda o: None),
+                     probe=lambda: 1.0, meter=_Meter([0.0]), interval=1e9)
+        d.use("pool")                     # as the warm-up's convolution would have chosen
+        monkeypatch.setattr(S, "THREADS", d)
+        precompile.compile_cpu_kernels(workers=workers, say=None)
+        assert d.family == family, workers
