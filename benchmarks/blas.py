@@ -50,6 +50,16 @@ def _median_seconds(fn, reps: int = 9) -> float:
     return statistics.median(times)
 
 
+def _layer_shapes(threads: list[int]):
+    """(threads, Co, K, P) for each LAYOUT_SHAPES entry at each thread count, OpenBLAS set to
+    that many threads before its shapes."""
+    for t in threads:
+        if shifted.BLAS.set_threads is not None:
+            shifted.BLAS.set_threads(t)
+        for co, k, p in LAYOUT_SHAPES:
+            yield t, co, k, p
+
+
 def _layout_calls(w, x) -> dict:
     """The four ways of one product W @ X (see the docstring), as calls without arguments;
     each call holds the arrays it reads and writes (the GEMM sees only their addresses)."""
@@ -71,16 +81,13 @@ def _layout_calls(w, x) -> dict:
 def layouts(threads: list[int]) -> None:
     """GFLOP/s of W @ X in the four layouts of the module's docstring."""
     rng = np.random.default_rng(0)
-    for t in threads:
-        if shifted.BLAS.set_threads is not None:
-            shifted.BLAS.set_threads(t)
-        for co, k, p in LAYOUT_SHAPES:
-            calls = _layout_calls(rng.standard_normal((co, k), dtype=np.float32),
-                                  rng.standard_normal((k, p), dtype=np.float32))
-            gflop = 2 * co * k * p / 1e9
-            row = {"threads": t, "co": co, "k": k, "p": p}
-            row.update({name: round(gflop / _median_seconds(f), 1) for name, f in calls.items()})
-            print(json.dumps(row), flush=True)
+    for t, co, k, p in _layer_shapes(threads):
+        calls = _layout_calls(rng.standard_normal((co, k), dtype=np.float32),
+                              rng.standard_normal((k, p), dtype=np.float32))
+        gflop = 2 * co * k * p / 1e9
+        row = {"threads": t, "co": co, "k": k, "p": p}
+        row.update({name: round(gflop / _median_seconds(f), 1) for name, f in calls.items()})
+        print(json.dumps(row), flush=True)
 
 
 def _conv_calls(w, x, g) -> dict:
@@ -114,26 +121,23 @@ def conv_gemms(threads: list[int]) -> None:
     """GFLOP/s of a layer's three products in both layouts, and of the three together; each
     product's result is checked against NumPy's before it counts."""
     rng = np.random.default_rng(0)
-    for t in threads:
-        if shifted.BLAS.set_threads is not None:
-            shifted.BLAS.set_threads(t)
-        for co, k, p in LAYOUT_SHAPES:
-            calls = _conv_calls(rng.standard_normal((co, k), dtype=np.float32),
-                                rng.standard_normal((k, p), dtype=np.float32),
-                                rng.standard_normal((co, p), dtype=np.float32))
-            gflop = 2 * co * k * p / 1e9
-            seconds = {}
-            for key, (fn, out, expected) in calls.items():
-                seconds[key] = _median_seconds(fn)
-                want = expected()                   # float32 sums of K or P terms: rtol 1e-3
-                if not np.allclose(out, want, rtol=1e-3, atol=1e-3 * np.abs(want).max()):
-                    raise RuntimeError(f"{key} computed the wrong product for {(co, k, p)}")
-            row = {"threads": t, "co": co, "k": k, "p": p}
-            for layout in ("batch-last", "channels-last"):
-                parts = {what: s for (lay, what), s in seconds.items() if lay == layout}
-                row.update({f"{layout} {what}": round(gflop / s, 1) for what, s in parts.items()})
-                row[f"{layout} all three"] = round(3 * gflop / sum(parts.values()), 1)
-            print(json.dumps(row), flush=True)
+    for t, co, k, p in _layer_shapes(threads):
+        calls = _conv_calls(rng.standard_normal((co, k), dtype=np.float32),
+                            rng.standard_normal((k, p), dtype=np.float32),
+                            rng.standard_normal((co, p), dtype=np.float32))
+        gflop = 2 * co * k * p / 1e9
+        seconds = {}
+        for key, (fn, out, expected) in calls.items():
+            seconds[key] = _median_seconds(fn)
+            want = expected()                       # float32 sums of K or P terms: rtol 1e-3
+            if not np.allclose(out, want, rtol=1e-3, atol=1e-3 * np.abs(want).max()):
+                raise RuntimeError(f"{key} computed the wrong product for {(co, k, p)}")
+        row = {"threads": t, "co": co, "k": k, "p": p}
+        for layout in ("batch-last", "channels-last"):
+            parts = {what: s for (lay, what), s in seconds.items() if lay == layout}
+            row.update({f"{layout} {what}": round(gflop / s, 1) for what, s in parts.items()})
+            row[f"{layout} all three"] = round(3 * gflop / sum(parts.values()), 1)
+        print(json.dumps(row), flush=True)
 
 
 def main(argv=None) -> None:

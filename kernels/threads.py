@@ -212,6 +212,10 @@ class Detect:
         self.use_blas, self.make_pool, self.probe = use_blas, make_pool, probe
         self.threshold, self.interval, self.patience = threshold, interval, patience
         self.meter, self.clock = meter, clock
+        self._undecided()
+
+    def _undecided(self) -> None:
+        """The state before the first convolution: no family chosen, nothing measured."""
         self.family: str | None = None
         self.busy: float | None = None            # the latest reading
         self.inner: Threads | None = None
@@ -235,10 +239,7 @@ class Detect:
         load again. For a choice made under load this process made itself (the kernels'
         first compile runs a convolution while a second process compiles beside it)."""
         self.use_blas()                           # OpenBLAS's threads as they started
-        self.inner, self.family, self.busy = None, None, None
-        self.switches = []
-        self._t0 = self._checked = None
-        self._quiet = 0
+        self._undecided()
         if self.meter is not None:
             self.meter.others()                   # its next reading starts from now
 
