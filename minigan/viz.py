@@ -349,36 +349,54 @@ def plot_internals(lines: Sequence[dict], path: str | os.PathLike,
     return _save(fig, path)
 
 
+def spread(items: Sequence, n: int) -> list:
+    """At most n of `items`, evenly spread, in order: the first and the last always (the last
+    alone when n is 1)."""
+    items = list(items)
+    if len(items) <= n:
+        return items
+    if n < 2:
+        return items[-1:] if n == 1 else []
+    keep = np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))
+    return [items[i] for i in keep]
+
+
 def plot_logit_histograms(views: Sequence[dict], path: str | os.PathLike,
-                          max_panels: int = 12) -> Path:
-    """D's logits on the fixed real and fake batches, one small histogram per epoch (the last
-    `max_panels` epochs), on shared bins; 0 (D undecided) marked."""
-    views = list(views)[-max_panels:]
-    cols = min(max(len(views), 1), 4)
-    rows = max(1, math.ceil(len(views) / cols))
-    fig = _figure(3.2 * cols, 2.4 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False, sharex=True).ravel()
+                          max_rows: int = 16) -> Path:
+    """D's logits on the fixed real and fake batches, one row of two histograms per epoch (the
+    last `max_rows` epochs, spread evenly over the run when there are more: the first and the
+    last always), stacked on shared bins with the latest on top; 0 (D undecided) marked, and
+    how often D is right at 0 written beside each row. One axes, so it redraws quickly."""
+    views = spread(views, max_rows)
+    fig = _figure(7.0, 1.2 + 0.36 * max(len(views), 1))
+    ax = fig.subplots()
     every = np.concatenate([np.asarray(v[k], np.float64) for v in views
                             for k in ("logits_real", "logits_fake")]) if views else np.zeros(1)
     every = every[np.isfinite(every)]
-    lo, hi = np.percentile(every, [0.5, 99.5]) if every.size else (-1.0, 1.0)
-    lo, hi = min(lo, -0.5), max(hi, 0.5)
+    span = np.percentile(np.abs(every), 99.5) if every.size else 1.0
+    lo, hi = -max(span, 1e-6), max(span, 1e-6)                       # 0 in the middle
     bins = np.linspace(lo, hi, 41)
-    for ax in axes[len(views):]:
-        ax.axis("off")
-    for ax, v in zip(axes, views, strict=False):
+    labels = []
+    for row, v in enumerate(views):
         real = np.clip(np.asarray(v["logits_real"], np.float64), lo, hi)
         fake = np.clip(np.asarray(v["logits_fake"], np.float64), lo, hi)
-        ax.hist(real, bins, color="tab:blue", alpha=0.6, label="real", histtype="stepfilled")
-        ax.hist(fake, bins, color="tab:orange", alpha=0.6, label="G(z)", histtype="stepfilled")
-        ax.axvline(0, color="black", lw=0.8)
+        counts = [np.histogram(x, bins)[0].astype(np.float64) for x in (real, fake)]
+        top = max(c.max() for c in counts) or 1.0
+        for c, color, label in zip(counts, ("tab:blue", "tab:orange"), ("real", "G(z)"),
+                                   strict=True):
+            ax.stairs(row + 0.9 * c / top, bins, baseline=row, fill=True, color=color,
+                      alpha=0.55, label=label if row == 0 else None)
         acc = 0.5 * ((real > 0).mean() + (fake < 0).mean()              # a tie is half right
                      + 0.5 * (real == 0).mean() + 0.5 * (fake == 0).mean())
-        ax.set_title(f"epoch {v['epoch']}: D right on {100 * acc:.0f}%", fontsize=9)
-        ax.tick_params(labelsize=7)
+        labels.append(f"epoch {v['epoch']}: D right on {100 * acc:.0f}%")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(np.arange(len(views)) + 0.35, labels, fontsize=8)
+    ax.set_ylim(-0.1, max(len(views), 1))
+    ax.set_xlim(lo, hi)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("D's logit (> 0: 'real')", fontsize=9)
     if views:
-        axes[0].legend(fontsize=7)
-    fig.supxlabel("D's logit (> 0: 'real')", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 
@@ -388,10 +406,7 @@ def plot_spectra(real: np.ndarray, fakes: Sequence[tuple[str, np.ndarray]],
     edges): real images, then each labelled fake one, and below each fake, fake - real."""
     import matplotlib
 
-    fakes = list(fakes)
-    if len(fakes) > max_panels:                       # the first, the last, evenly between
-        keep = np.unique(np.linspace(0, len(fakes) - 1, max_panels).round().astype(int))
-        fakes = [fakes[i] for i in keep]
+    fakes = spread(fakes, max_panels)
     cols = 1 + len(fakes)
     fig = _figure(2.3 * cols + 0.8, 4.8)
     axes = fig.subplots(2, cols, squeeze=False)

@@ -165,3 +165,36 @@ def test_nearest_sheet_rows_are_sample_gap_neighbours(tmp_path):
     assert a.shape == (2 * 6 + 2, 5 * 6 + 2)
     assert (a[2:6, 2:6] == 255).all() and (a[2:6, 8:12] == 128).all()   # sample, gap
     assert (a[2:6, 14:18] == 0).all() and (a[8:12, 26:30] == 0).all()   # neighbours
+
+
+def test_spread_keeps_the_ends_and_spaces_the_rest_evenly():
+    assert viz.spread(range(5), 8) == [0, 1, 2, 3, 4]
+    assert viz.spread(range(64), 16)[0] == 0 and viz.spread(range(64), 16)[-1] == 63
+    picked = viz.spread(range(64), 16)
+    assert len(picked) == 16 and picked == sorted(set(picked))
+    gaps = np.diff(picked)
+    assert gaps.min() >= 4 and gaps.max() <= 5          # 63 / 15 = 4.2 between neighbours
+    assert viz.spread(range(10), 2) == [0, 9]
+    assert viz.spread(range(10), 1) == [9] and viz.spread(range(10), 0) == []
+
+
+def test_logit_rows_say_how_often_d_is_right(tmp_path, monkeypatch):
+    """The label of each epoch's row is D's accuracy at 0 (a tie half right), counted here
+    independently; with more epochs than rows, the first and the last are shown."""
+    from matplotlib.axes import Axes
+
+    seen = {}
+    original = Axes.set_yticks
+
+    def spy(self, ticks, labels=None, **kw):
+        seen["labels"] = list(labels) if labels is not None else None
+        return original(self, ticks, labels, **kw)
+
+    monkeypatch.setattr(Axes, "set_yticks", spy)
+    views = [{"epoch": e, "logits_real": [1.0, 2.0, -1.0, 0.0],         # 2.5 of 4 right
+              "logits_fake": [-1.0, -2.0, -3.0, 4.0]} for e in range(1, 41)]  # 3 of 4
+    viz.plot_logit_histograms(views, tmp_path / "h.png", max_rows=5)
+    labels = seen["labels"]
+    assert len(labels) == 5
+    assert labels[0].startswith("epoch 1:") and labels[-1].startswith("epoch 40:")
+    assert all(s.endswith("D right on 69%") for s in labels)    # (2.5 + 3) / 8 = 68.75 %

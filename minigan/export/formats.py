@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .. import __version__, nn
-from ..gan.sampling import CALIBRATION_BATCHES
+from ..gan.sampling import default_calibration_batches
 from .graph import ExportError, inference_steps
 
 FORMATS = ("onnx", "safetensors", "web")
@@ -52,8 +52,8 @@ def metadata(info: dict, z_dim: int, image_shape, batch_size: int, seed: int) ->
             "image_shape": json.dumps(list(image_shape)), "output_range": "[-1, 1] (tanh)",
             "noise": "standard normal, float32",
             "batchnorm": f"statistics calibrated as `minigan sample --seed {seed}`: the mean "
-                         f"of {CALIBRATION_BATCHES} batches of {batch_size} noise vectors' "
-                         "statistics"}
+                         f"of {default_calibration_batches(batch_size)} batches of {batch_size} "
+                         "noise vectors' statistics"}
     for key in ("arch", "dataset", "width", "g_width", "loss"):
         if config.get(key) is not None:
             meta[key] = str(config[key])

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import nn, no_grad
 from ..autograd import Tensor
-from ..gan.sampling import CALIBRATION_BATCHES, calibrate
+from ..gan.sampling import calibrate
 
 # layer type -> the step kind that every exit knows how to write
 RULES: dict[type, str] = {
@@ -98,7 +98,7 @@ def steps(G: nn.Module, z_dim: int) -> list[Step]:
 
 
 def inference_steps(G: nn.Module, z_dim: int, batch_size: int, seed: int = 0,
-                    calibration_batches: int = CALIBRATION_BATCHES) -> list[Step]:
+                    calibration_batches: int | None = None) -> list[Step]:
     """Calibrate G's BatchNorm statistics as `minigan sample --seed SEED` does, on the CPU,
     leave G in eval mode, and return its inference steps."""
     G.to("cpu")

@@ -21,11 +21,17 @@ from ..autograd import Tensor
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
-# Batches behind the re-estimated statistics: 32 of 64 = 2,048 noise samples. An estimate from
-# 256 samples is noisy enough to show in the pictures: a doodles G's classifier FD moved between
-# 7.9 and 10.4 with the calibration noise alone (4 batches), and between 7.9 and 8.3, lower on
-# the whole, with 64 batches. 32 cost about half a second for a half-width DCGAN on two cores.
-CALIBRATION_BATCHES = 32
+# Noise samples behind the re-estimated statistics: 2,048, in batches of the training batch size
+# (32 of 64, 64 of 32). An estimate from 256 samples is noisy enough to show in the pictures: a
+# doodles G's classifier FD moved between 7.9 and 10.4 with the calibration noise alone (4
+# batches of 64), and between 7.9 and 8.3, lower on the whole, with 64 batches. 2,048 cost about
+# a second for a half-width DCGAN on two cores.
+CALIBRATION_SAMPLES = 2048
+
+
+def default_calibration_batches(batch_size: int) -> int:
+    """How many batches of `batch_size` make up CALIBRATION_SAMPLES (rounded up)."""
+    return -(-CALIBRATION_SAMPLES // max(int(batch_size), 2))
 
 
 @contextlib.contextmanager
@@ -66,11 +72,12 @@ def _calibrate(G: nn.Module, z_dim: int, device: str, batch_size: int, batches: 
 
 
 def generate(G: nn.Module, z, batch_size: int = 64,
-             calibration_batches: int = CALIBRATION_BATCHES,
+             calibration_batches: int | None = None,
              seed: int = 0, calibration: dict | None = None) -> np.ndarray:
     """Images G(z) as float32 NumPy (N, C, H, W) in [-1, 1]; see the module docstring.
 
-    `batch_size` is the size of the calibration batches (use the training batch size);
+    `batch_size` is the size of the calibration batches (use the training batch size), and
+    `calibration_batches` their number (default: CALIBRATION_SAMPLES noise vectors in all);
     `seed` seeds their noise. `z` is (N, z_dim), a NumPy array or a Tensor. `calibration`, a
     dict, keeps the calibrated statistics for later calls with G unchanged: an empty one is
     filled, a filled one is used instead of calibrating again (the images are the same).
@@ -88,8 +95,8 @@ def generate(G: nn.Module, z, batch_size: int = 64,
             for m, buffers in zip(bns, calibration["buffers"], strict=True):
                 m._buffers.update(buffers)
         else:
-            _calibrate(G, z.shape[1], device, max(int(batch_size), 2), calibration_batches,
-                       seed)
+            _calibrate(G, z.shape[1], device, max(int(batch_size), 2),
+                       calibration_batches or default_calibration_batches(batch_size), seed)
             if calibration is not None:
                 calibration["buffers"] = [dict(m._buffers) for m in bns]
         G.eval()
@@ -147,10 +154,11 @@ def latent_walk(rows: int, steps: int, z_dim: int, seed: int = 0,
 
 
 def calibrate(G: nn.Module, z_dim: int, batch_size: int = 64,
-              calibration_batches: int = CALIBRATION_BATCHES, seed: int = 0) -> nn.Module:
+              calibration_batches: int | None = None, seed: int = 0) -> nn.Module:
     """Give G, in place, the BatchNorm statistics `generate` draws with, and put it in eval mode:
     what an exported generator holds (`generate(G, z)` and `G.eval()(z)` then agree)."""
     with no_grad():
-        _calibrate(G, z_dim, _device(G), max(int(batch_size), 2), calibration_batches, seed)
+        _calibrate(G, z_dim, _device(G), max(int(batch_size), 2),
+                   calibration_batches or default_calibration_batches(batch_size), seed)
     G.eval()
     return G

@@ -4,7 +4,7 @@ import pytest
 import minigan
 from minigan import backend
 from minigan.gan import build, generate, latent_walk, lerp, slerp
-from minigan.gan.sampling import CALIBRATION_BATCHES
+from minigan.gan.sampling import CALIBRATION_SAMPLES, default_calibration_batches
 
 
 def _net():
@@ -46,7 +46,8 @@ def test_a_kept_calibration_draws_the_same_images_and_leaves_the_generator_alone
     handle = G.register_forward_hook(lambda m, inputs, out: calls.append(inputs[0].shape[0]))
     first = generate(G, z, batch_size=16, seed=3, calibration=kept)
     assert kept["buffers"], "an empty calibration dict is filled"
-    assert calls == [16] * CALIBRATION_BATCHES + [12], "the calibration batches, then the images"
+    assert calls == [16] * (CALIBRATION_SAMPLES // 16) + [12], ("the calibration batches, then "
+                                                                "the images")
     stats = [{k: v.copy() for k, v in b.items()} for b in kept["buffers"]]
     calls.clear()
     again = generate(G, z, batch_size=16, seed=3, calibration=kept)
@@ -66,7 +67,8 @@ def test_a_kept_calibration_draws_the_same_images_and_leaves_the_generator_alone
 def test_calibrated_statistics_are_the_population_statistics_within_their_sampling_error():
     """The first BatchNorm's re-estimated mean and variance against the population's, from
     65,536 noise samples through its Linear in float64: within 4 standard errors of an estimate
-    from CALIBRATION_BATCHES batches of 16 (a feature's mean is off by z/sqrt(n) of its sd)."""
+    from CALIBRATION_SAMPLES noise vectors in batches of 16 (a feature's mean is off by
+    z/sqrt(n) of its sd)."""
     G = _net()
     linear, bn = G[0], G[1]
     assert isinstance(bn, minigan.nn.BatchNorm1d)
@@ -77,7 +79,7 @@ def test_calibrated_statistics_are_the_population_statistics_within_their_sampli
     h = z @ np.asarray(linear.weight.data, np.float64).T + np.asarray(linear.bias.data,
                                                                       np.float64)
     pop_mean, pop_var = h.mean(0), h.var(0)
-    n = 16 * CALIBRATION_BATCHES
+    n = CALIBRATION_SAMPLES
     sd_mean = np.sqrt(pop_var / n)
     sd_var = pop_var * np.sqrt(2.0 / n)             # Gaussian features: Var(s^2) = 2 sigma^4/n
     assert np.all(np.abs(mean - pop_mean) < 4 * sd_mean + 1e-6)
@@ -125,3 +127,19 @@ def test_calibrate_gives_the_model_the_statistics_generate_draws_with():
     with no_grad():
         got = G(z).data
     np.testing.assert_array_equal(got, want)
+
+
+def test_the_calibration_draws_the_same_number_of_noise_vectors_whatever_the_batch_size():
+    """A run trained at batch 32 is sampled with statistics from as many noise vectors as one
+    at batch 64 (64 batches of 32, 32 of 64), not half as many; a size that does not divide
+    the total rounds up."""
+    for batch, want in ((64, 32), (32, 64), (16, 128), (100, 21)):
+        G = _net()
+        calls = []
+        handle = G.register_forward_hook(
+            lambda m, inputs, out, calls=calls: calls.append(inputs[0].shape[0]))
+        generate(G, np.zeros((3, 8), np.float32), batch_size=batch)
+        handle.remove()
+        assert calls == [batch] * want + [3]
+        assert want == default_calibration_batches(batch)
+        assert batch * want >= CALIBRATION_SAMPLES > batch * (want - 1)
