@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also save a checkpoint every N steps (default: every epoch)")
     t.add_argument("--picture-budget", type=float, metavar="F",
                    help="the most of the training time spent redrawing progress.gif, "
-                        "curves.png and the run page after epochs (default 0.1; 1: after "
+                        "curves.png and the run page after epochs (default 0.05; 1: after "
                         "every epoch); each epoch's grid is always saved, and all is redrawn "
                         "at the end")
     t.add_argument("--data-root", help="data folder (default $MINIGAN_DATA or the cache)")

@@ -115,7 +115,7 @@ class TrainConfig:
     fd_every: int = 1                   # epochs between pixel Frechet distances; 0 = never
     quality_every: int = 1              # epochs between classifier metrics (mnist, quickdraw)
     quality_samples: int = 2000         # samples (from fixed noise) behind those metrics
-    picture_budget: float = 0.1         # the most of the training time that redrawing
+    picture_budget: float = 0.05        # the most of the training time that redrawing
                                         # progress.gif, curves.png and callbacks' pictures (the
                                         # run page) may take: after an epoch they are redrawn
                                         # only while within it (1: after every epoch). The
