@@ -363,10 +363,10 @@ def spread(items: Sequence, n: int) -> list:
 
 def plot_logit_histograms(views: Sequence[dict], path: str | os.PathLike,
                           max_rows: int = 16) -> Path:
-    """D's logits on the fixed real and fake batches, one row of two histograms per epoch (the
-    last `max_rows` epochs, spread evenly over the run when there are more: the first and the
-    last always), stacked on shared bins with the latest on top; 0 (D undecided) marked, and
-    how often D is right at 0 written beside each row. One axes, so it redraws quickly."""
+    """D's logits on the fixed real and fake batches, one row of two histograms per epoch (at
+    most `max_rows` epochs, spread evenly over the run: the first and the last always), stacked
+    on shared bins with the latest on top; 0 (D undecided) marked, and how often D is right at
+    0 written beside each row. One axes, so it redraws quickly."""
     views = spread(views, max_rows)
     fig = _figure(7.0, 1.2 + 0.36 * max(len(views), 1))
     ax = fig.subplots()

@@ -55,9 +55,13 @@ def _noise(rng: np.random.Generator, n: int, z_dim: int, device: str) -> Tensor:
     return Tensor(backend.to_device(rng.standard_normal((n, z_dim), dtype=np.float32), device))
 
 
-def _calibrate(G: nn.Module, z_dim: int, device: str, batch_size: int, batches: int,
+def _calibrate(G: nn.Module, z_dim: int, device: str, batch_size: int, batches: int | None,
                seed: int) -> None:
-    """Set BatchNorm running statistics to the mean of `batches` batches' statistics."""
+    """Set BatchNorm running statistics to the mean of `batches` batches' statistics (None:
+    CALIBRATION_SAMPLES noise vectors' worth; 0: leave them)."""
+    batch_size = max(int(batch_size), 2)
+    if batches is None:
+        batches = default_calibration_batches(batch_size)
     bns = [m for m in G.modules() if isinstance(m, _BATCHNORMS) and m.track_running_stats]
     if not bns or batches < 1:
         return
@@ -95,8 +99,7 @@ def generate(G: nn.Module, z, batch_size: int = 64,
             for m, buffers in zip(bns, calibration["buffers"], strict=True):
                 m._buffers.update(buffers)
         else:
-            _calibrate(G, z.shape[1], device, max(int(batch_size), 2),
-                       calibration_batches or default_calibration_batches(batch_size), seed)
+            _calibrate(G, z.shape[1], device, batch_size, calibration_batches, seed)
             if calibration is not None:
                 calibration["buffers"] = [dict(m._buffers) for m in bns]
         G.eval()
@@ -158,7 +161,6 @@ def calibrate(G: nn.Module, z_dim: int, batch_size: int = 64,
     """Give G, in place, the BatchNorm statistics `generate` draws with, and put it in eval mode:
     what an exported generator holds (`generate(G, z)` and `G.eval()(z)` then agree)."""
     with no_grad():
-        _calibrate(G, z_dim, _device(G), max(int(batch_size), 2),
-                   calibration_batches or default_calibration_batches(batch_size), seed)
+        _calibrate(G, z_dim, _device(G), batch_size, calibration_batches, seed)
     G.eval()
     return G
