@@ -51,9 +51,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="minigan-trainer-step-") as tmp:
         for i, v in enumerate(variants):
             trainer = Trainer(TrainConfig(**{**base, **v, "out": f"{tmp}/{i}"}), overwrite=True)
-            need = args.warmup + args.steps
-            batches = list(itertools.islice(itertools.cycle(
-                list(itertools.islice(trainer._batches(), need))), need))
+            batches = list(itertools.islice(trainer._batches(), args.warmup + args.steps))
             for b in batches[:args.warmup]:
                 trainer.train_step(b)
                 trainer.step += 1
