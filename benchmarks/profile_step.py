@@ -1,7 +1,8 @@
 """Where a minigan DCGAN training step spends its time, by part, from cProfile's own-time.
 
-Parts: GEMM (the shifted convolutions' BLAS calls, and time spent inside the conv/linear
-Functions' forward, which is the BLAS call, the kernels being counted apart); conv data movement
+Parts: GEMM (the shifted convolutions' BLAS calls, which a chunk's table runs in one numba
+call, `_gemms_cpu`, and time spent inside the conv/linear Functions' forward, which is the BLAS
+call, the kernels being counted apart); conv data movement
 (im2col/col2im kernels, the shifted convolutions' phase images, tap matrices, zeroed outputs);
 layout copies (ascontiguousarray and the (N, C, H, W) <-> (C, H, W, N) transpose kernel);
 batchnorm kernels; elementwise (activations, dropout, losses, arithmetic Functions); optimizer
@@ -26,7 +27,7 @@ from minigan.functional.math import MatMul
 MATMUL = MatMul.forward.__code__.co_firstlineno  # told apart from the other math Functions
 
 PARTS = [
-    ("GEMM", lambda f, fn: (f.endswith("kernels/shifted.py") and fn == "_gemm")
+    ("GEMM", lambda f, fn: (f.endswith("kernels/shifted.py") and fn in ("_gemm", "_gemms_cpu"))
      or (f.endswith("functional/conv.py") and fn == "forward")
      or (f.endswith("functional/math.py") and fn == "forward@matmul")),
     ("conv data movement", lambda f, fn: (f.endswith("kernels/conv.py") and "col" in fn)
@@ -59,25 +60,9 @@ def main() -> None:
     for _ in range(2):
         step()
     if a.gemm:
-        return gemm_rates(step, a)
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(a.steps):
-        step()
-    prof.disable()
-    stats = pstats.Stats(prof).stats
-    total = sum(v[2] for v in stats.values())
-    parts = {name: 0.0 for name, _ in PARTS}
-    for (file, line, fn), (_, _, tottime, _, _) in stats.items():
-        if fn == "forward" and line == MATMUL and file.endswith("functional/math.py"):
-            fn = "forward@matmul"
-        for name, match in PARTS:
-            if match(file, fn):
-                parts[name] += tottime
-                break
-        else:
-            parts.setdefault("Python overhead", 0.0)
-            parts["Python overhead"] += tottime
+        gemm_rates(step, a)
+        return
+    parts, total, stats = part_times(step, a.steps)
     print(f"{a.model}, batch {a.batch}: {total / a.steps:.3f} s per step (under the profiler)")
     for name, t in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {name:16s} {t / a.steps:7.3f} s  {100 * t / total:5.1f} %")
@@ -87,39 +72,67 @@ def main() -> None:
               f"{file.rsplit('/', 2)[-2:]}:{line}")
 
 
-def gemm_rates(step, a) -> None:
-    """Wrap kernels/shifted.py's _gemm with a timer: the BLAS's own speed on this model's
-    shapes (e.g. OPENBLAS_CORETYPE=Haswell against OpenBLAS's choice)."""
+def part_times(step, steps: int) -> tuple[dict, float, dict]:
+    """({part: own time in seconds}, the profiled total, pstats' table) over `steps` calls of
+    step() under cProfile."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(steps):
+        step()
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(v[2] for v in stats.values())
+    parts = {name: 0.0 for name, _ in PARTS}
+    parts["Python overhead"] = 0.0
+    for (file, line, fn), (_, _, tottime, _, _) in stats.items():
+        if fn == "forward" and line == MATMUL and file.endswith("functional/math.py"):
+            fn = "forward@matmul"
+        name = next((name for name, match in PARTS if match(file, fn)), "Python overhead")
+        parts[name] += tottime
+    return parts, total, stats
+
+
+def gemm_rates(step, a) -> dict:
+    """Run the shifted convolutions' GEMM tables one call at a time with a timer around each
+    (instead of kernels/shifted.py's one numba call per table): the BLAS's own speed on this
+    model's shapes (e.g. OPENBLAS_CORETYPE=Haswell against OpenBLAS's choice). Each call's time
+    includes one ctypes call's overhead (a few microseconds)."""
     import time
 
     from minigan.kernels import shifted as S
 
-    real, rows = S._gemm, {}
+    real, rows = S._Calls.run, {}
 
-    def timed(trans_a, trans_b, m, n, k, *rest):
-        t0 = time.perf_counter()
-        real(trans_a, trans_b, m, n, k, *rest)
-        r = rows.setdefault((trans_a, trans_b, m, k), [0.0, 0.0, 0])
-        r[0] += time.perf_counter() - t0
-        r[1] += 2.0 * m * n * k
-        r[2] += 1
+    def timed(calls):
+        for ta, tb, m, n, k, pa, lda, pb, ldb, beta, pc, ldc in calls.rows:
+            t0 = time.perf_counter()
+            S._gemm(ta == S._TRANS, tb == S._TRANS, m, n, k, pa, lda, pb, ldb, float(beta), pc,
+                    ldc)
+            r = rows.setdefault((ta == S._TRANS, tb == S._TRANS, m, k), [0.0, 0.0, 0])
+            r[0] += time.perf_counter() - t0
+            r[1] += 2.0 * m * n * k
+            r[2] += 1
 
-    S._gemm = timed
+    S._Calls.run = timed
     try:
         t0 = time.perf_counter()
         for _ in range(a.steps):
             step()
         wall = (time.perf_counter() - t0) / a.steps
     finally:
-        S._gemm = real
+        S._Calls.run = real
+    if not rows:
+        raise SystemExit(f"{a.model} at batch {a.batch} made no shifted-convolution GEMMs "
+                         "(float64, or MINIGAN_SHIFTED_GEMM=0?)")
     secs = sum(r[0] for r in rows.values()) / a.steps
     flop = sum(r[1] for r in rows.values()) / a.steps
     print(f"{a.model}, batch {a.batch}: {wall:.3f} s a step, {secs:.3f} s of it in "
-          f"{flop / 1e9:.1f} GFLOP of shifted-convolution GEMMs ({flop / secs / 1e9:.0f} GFLOP/s)")
+          f"{flop / 1e9:.2f} GFLOP of shifted-convolution GEMMs ({flop / secs / 1e9:.0f} GFLOP/s)")
     for (ta, tb, m, k), (t, f, calls) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
         print(f"  {'T' if ta else 'N'}{'T' if tb else 'N'} M {m:5d} K {k:5d}: "
               f"{1e3 * t / a.steps:7.1f} ms  {f / t / 1e9:5.0f} GFLOP/s  "
               f"{calls // a.steps:4d} calls, N ~{f / calls / 2 / m / k:.0f}")
+    return rows
 
 
 if __name__ == "__main__":
