@@ -43,7 +43,7 @@ def test_a_kept_calibration_draws_the_same_images_and_leaves_the_generator_alone
     fresh = generate(G, z, batch_size=16, seed=3)
     kept = {}
     calls = []
-    handle = G.register_forward_hook(lambda m, inputs, out: calls.append(inputs[0].shape[0]))
+    handle = G[0].register_forward_hook(lambda m, inputs, out: calls.append(inputs[0].shape[0]))
     first = generate(G, z, batch_size=16, seed=3, calibration=kept)
     assert kept["buffers"], "an empty calibration dict is filled"
     assert calls == [16] * (CALIBRATION_SAMPLES // 16) + [12], ("the calibration batches, then "
@@ -136,10 +136,37 @@ def test_the_calibration_draws_the_same_number_of_noise_vectors_whatever_the_bat
     for batch, want in ((64, 32), (32, 64), (16, 128), (100, 21)):
         G = _net()
         calls = []
-        handle = G.register_forward_hook(
+        handle = G[0].register_forward_hook(
             lambda m, inputs, out, calls=calls: calls.append(inputs[0].shape[0]))
         generate(G, np.zeros((3, 8), np.float32), batch_size=batch)
         handle.remove()
         assert calls == [batch] * want + [3]
         assert want == default_calibration_batches(batch)
         assert batch * want >= CALIBRATION_SAMPLES > batch * (want - 1)
+
+
+def test_the_calibration_stops_at_the_last_batchnorm_with_the_statistics_unchanged(monkeypatch):
+    """The layers after G's last BatchNorm (the output convolution, tanh) cannot change the
+    statistics, so the calibration does not run them; the statistics, and the images, are
+    those of calibrating through the whole G, bit for bit."""
+    from minigan.gan import sampling
+
+    G, _, _ = build("dcgan", (1, 28, 28), 8, width=4)
+    z = np.random.default_rng(1).standard_normal((5, 8), dtype=np.float32)
+    tail = [layer for layer in G][-2:]                 # ConvTranspose2d(4 -> 1), Tanh
+    assert isinstance(tail[0], minigan.nn.ConvTranspose2d) and isinstance(tail[1], minigan.nn.Tanh)
+    calls = []
+    handles = [m.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0])) for m in tail]
+    short = {}
+    images = generate(G, z, batch_size=16, seed=3, calibration=short)
+    assert calls == [5, 5], "the tail runs for the images only, never in the calibration"
+    for h in handles:
+        h.remove()
+    monkeypatch.setattr(sampling, "_through_last_batchnorm", lambda G, bns: G)
+    whole = {}
+    np.testing.assert_array_equal(generate(G, z, batch_size=16, seed=3, calibration=whole),
+                                  images)
+    assert len(short["buffers"]) == len(whole["buffers"]) == 3
+    for a, b in zip(short["buffers"], whole["buffers"], strict=True):
+        for k in b:
+            np.testing.assert_array_equal(a[k], b[k])
