@@ -178,7 +178,10 @@ def _torch_twin(m: nn.Module, model: str, index: int):
     return t
 
 
-def torch_step(batch: int, device: str, models):
+def torch_step(batch: int, device: str, models, autocast: str | None = None):
+    """A closure running one PyTorch training step of the twin nets; with `autocast`
+    ('bfloat16' or 'float16'), under torch.autocast of that dtype (mixed precision: on CPUs
+    with AMX, oneDNN's bfloat16 kernels; minigan has no counterpart)."""
     import torch
 
     dev = "cuda" if device == "cuda" else "cpu"
@@ -192,6 +195,15 @@ def torch_step(batch: int, device: str, models):
     ones, zeros = torch.ones(batch, 1, device=dev), torch.zeros(batch, 1, device=dev)
 
     def step():
+        if autocast:
+            with torch.autocast(dev, dtype=getattr(torch, autocast)):
+                plain()
+        else:
+            plain()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
+    def plain():
         fake = G(torch.randn(batch, Z_DIM, device=dev))
         opt_d.zero_grad()
         loss_d = bce(D(real), ones) + bce(D(fake.detach()), zeros)
@@ -201,9 +213,8 @@ def torch_step(batch: int, device: str, models):
         loss_g = bce(D(fake), ones)
         loss_g.backward()
         opt_g.step()
-        if dev == "cuda":
-            torch.cuda.synchronize()
 
+    step.nets = (G, D)
     return step
 
 
@@ -230,17 +241,19 @@ def alternate(fns: dict, steps: int, warmup: int, block: int) -> dict:
 
 
 def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
-            model: str = "tf", block: int = 3) -> dict:
+            model: str = "tf", block: int = 3, autocast: str | None = None) -> dict:
     mg, models = minigan_step(batch, device, model)
     fns = {"minigan": mg}
     if with_torch:
-        fns["torch"] = torch_step(batch, device, models)
+        fns["torch"] = torch_step(batch, device, models, autocast)
     times = alternate(fns, steps, warmup, block)
     out = {"model": model, "batch": batch, "device": device, "steps": steps, "block": block,
            "openblas": shifted.BLAS.core, "threads": _threads()}
     out.update({f"{k}_median_s": statistics.median(v) for k, v in times.items()})
     if with_torch:
         out["ratio"] = out["minigan_median_s"] / out["torch_median_s"]
+        if autocast:
+            out["torch_autocast"] = autocast
     return out
 
 
@@ -306,10 +319,15 @@ def main(argv=None) -> None:
     p.add_argument("--compare", choices=["torch"], help="time PyTorch beside minigan")
     p.add_argument("--memory", action="store_true", help="peak RSS of each, in own process")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--torch-autocast", choices=["bfloat16", "float16"],
+                   help="with --compare torch: PyTorch's step under torch.autocast of this "
+                        "dtype (minigan's stays float32)")
     p.add_argument("--beside", choices=list(_BESIDE),
                    help="keep another busy process running meanwhile (spin or train)")
     p.add_argument("--only", choices=["minigan", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.torch_autocast and a.compare != "torch":
+        p.error("--torch-autocast times PyTorch's step: add --compare torch")
     backend.check_device(a.device)
     minigan.manual_seed(0)
     if a.threads and a.compare:
@@ -342,7 +360,7 @@ def _measure(a) -> None:
                     row["torch"] = peak_rss("torch", b, a.device, model)
             else:
                 row = compare(b, a.device, a.steps, a.warmup, a.compare == "torch", model,
-                              a.block)
+                              a.block, a.torch_autocast)
             print(json.dumps(row), flush=True)
 
 

@@ -1,0 +1,32 @@
+"""benchmarks/step.py's PyTorch side: the twin nets, plain or under autocast."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import step as bench  # noqa: E402
+
+
+@pytest.mark.parametrize("autocast, dtype", [(None, "float32"), ("bfloat16", "bfloat16")])
+def test_torch_autocast_runs_the_convolutions_in_that_dtype(autocast, dtype):
+    torch = pytest.importorskip("torch")
+    _, models = bench.minigan_step(4, "cpu", "doodles")
+    step = bench.torch_step(4, "cpu", models, autocast)
+    G, D = step.nets
+    seen = []
+    convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    handle = convs[-1].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    before = [p.detach().clone() for p in G.parameters()]
+    step()
+    handle.remove()
+    assert seen and set(seen) == {getattr(torch, dtype)}   # D on real, on fake, in G's step
+    assert all(p.dtype == torch.float32 for p in G.parameters())    # the weights stay float32
+    assert any(not torch.equal(a, p) for a, p in zip(before, G.parameters(), strict=True))
+
+
+def test_autocast_without_torch_compared_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--torch-autocast", "bfloat16"])
+    assert "add --compare torch" in capsys.readouterr().err
