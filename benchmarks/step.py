@@ -245,7 +245,9 @@ def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
     mg, models = minigan_step(batch, device, model)
     fns = {"minigan": mg}
     if with_torch:
-        fns["torch"] = torch_step(batch, device, models, autocast)
+        fns["torch"] = torch_step(batch, device, models)
+        if autocast:
+            fns[f"torch_{autocast}"] = torch_step(batch, device, models, autocast)
     times = alternate(fns, steps, warmup, block)
     out = {"model": model, "batch": batch, "device": device, "steps": steps, "block": block,
            "openblas": shifted.BLAS.core, "threads": _threads()}
@@ -253,7 +255,8 @@ def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
     if with_torch:
         out["ratio"] = out["minigan_median_s"] / out["torch_median_s"]
         if autocast:
-            out["torch_autocast"] = autocast
+            out[f"ratio_to_torch_{autocast}"] = (out["minigan_median_s"]
+                                                 / out[f"torch_{autocast}_median_s"])
     return out
 
 
@@ -320,8 +323,8 @@ def main(argv=None) -> None:
     p.add_argument("--memory", action="store_true", help="peak RSS of each, in own process")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--torch-autocast", choices=["bfloat16", "float16"],
-                   help="with --compare torch: PyTorch's step under torch.autocast of this "
-                        "dtype (minigan's stays float32)")
+                   help="with --compare torch: also time PyTorch's step under torch.autocast "
+                        "of this dtype, in turn with its float32 one (minigan's stays float32)")
     p.add_argument("--beside", choices=list(_BESIDE),
                    help="keep another busy process running meanwhile (spin or train)")
     p.add_argument("--only", choices=["minigan", "torch"], help=argparse.SUPPRESS)

@@ -30,3 +30,13 @@ def test_autocast_without_torch_compared_is_refused(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--torch-autocast", "bfloat16"])
     assert "add --compare torch" in capsys.readouterr().err
+
+
+def test_compare_with_autocast_times_torch_both_ways_beside_minigan():
+    pytest.importorskip("torch")
+    row = bench.compare(2, "cpu", 2, 0, True, "doodles", 1, "bfloat16")
+    for k in ("minigan_median_s", "torch_median_s", "torch_bfloat16_median_s"):
+        assert row[k] > 0
+    assert row["ratio"] == row["minigan_median_s"] / row["torch_median_s"]
+    assert (row["ratio_to_torch_bfloat16"]
+            == row["minigan_median_s"] / row["torch_bfloat16_median_s"])
