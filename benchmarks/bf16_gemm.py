@@ -39,7 +39,7 @@ from numba import njit, prange
 from minigan.gan import TrainConfig, Trainer
 from minigan.kernels import shifted as S
 
-_ROW = 101
+_KERNEL = S._gemms_cpu       # the chunk runner: calls a cblas_sgemm-shaped function by address
 
 
 def load_mkl():
@@ -90,7 +90,7 @@ class Swap:
     bfloat16 copies (half the byte offset); C stays the float32 output."""
 
     def __init__(self, gemm):
-        self.gemm, self.arrays = gemm, []
+        self.gemm, self.arrays = ctypes.cast(gemm, ctypes.c_void_p).value, []
         self.real = (S.split, S._tap_rows, S._grid, S._Calls.run)
 
     def _register(self, a):
@@ -98,11 +98,22 @@ class Swap:
             self.arrays.append((a.ctypes.data, a.ctypes.data + a.nbytes, bf16(a)))
         return a
 
-    def _moved(self, address):
-        for lo, hi, copy in reversed(self.arrays):
-            if lo <= address < hi:
-                return copy.ctypes.data + (address - lo) // 2
-        raise RuntimeError("a GEMM operand outside the registered arrays")
+    def _moved(self, table):
+        """The table with its A and B addresses moved to the bfloat16 copies (the latest array
+        holding an address wins: an older one may have been freed and its memory reused)."""
+        table = table.copy()
+        for col in (5, 7):                              # `_Calls.add`'s a and b
+            addr, done = table[:, col], np.zeros(len(table), bool)
+            for lo, hi, copy in reversed(self.arrays):
+                hit = ~done & (addr >= lo) & (addr < hi)
+                if hit.any():
+                    table[hit, col] = copy.ctypes.data + (addr[hit] - lo) // 2
+                    done |= hit
+                if done.all():
+                    break
+            if not done.all():
+                raise RuntimeError("a GEMM operand outside the registered arrays")
+        return table
 
     def __enter__(self):
         split, tap_rows, grid, _ = self.real
@@ -122,10 +133,10 @@ class Swap:
             return swap._register(grid(*a, **k))
 
         def run(calls):
-            for ta, tb, m, n, k, pa, lda, pb, ldb, beta, pc, ldc in calls.rows:
-                a, b = swap._moved(pa), swap._moved(pb)
+            if calls.rows:
+                table = swap._moved(np.array(calls.rows, np.int64))
                 t = time.perf_counter()
-                swap.gemm(_ROW, ta, tb, m, n, k, 1.0, a, lda, b, ldb, float(beta), pc, ldc)
+                _KERNEL(swap.gemm, table, np.int32(0))          # MKL's LP64 integers
                 GEMM_SECONDS["bfloat16"] += time.perf_counter() - t
             del swap.arrays[:-256]                      # keep the latest arrays only
 
