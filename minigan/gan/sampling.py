@@ -77,10 +77,11 @@ def _calibrate(G: nn.Module, z_dim: int, device: str, batch_size: int, batches: 
 
 
 def _through_last_batchnorm(G: nn.Module, bns: list):
-    """G's forward as far as its statistics go: for a Sequential, its layers up to the last
-    one holding a BatchNorm (what follows, e.g. the output layer and tanh, cannot change them;
-    about 13 % of a doodles G's forward); any other G whole."""
-    if not isinstance(G, nn.Sequential):
+    """G's forward as far as its statistics go: for a plain Sequential without hooks of its
+    own, its layers up to the last one holding a BatchNorm (what follows, e.g. the output layer
+    and tanh, cannot change them; about 13 % of a doodles G's forward); any other G whole (a
+    subclass may have a forward of its own, a pre-hook may change the input)."""
+    if type(G) is not nn.Sequential or (G._hooks and any(G._hooks.values())):
         return G
     layers = list(G)
     last = max(i for i, layer in enumerate(layers)

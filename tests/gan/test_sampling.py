@@ -170,3 +170,35 @@ def test_the_calibration_stops_at_the_last_batchnorm_with_the_statistics_unchang
     for a, b in zip(short["buffers"], whole["buffers"], strict=True):
         for k in b:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_a_generator_with_its_own_forward_or_pre_hook_is_calibrated_whole():
+    """The shortcut is for plain Sequentials: a subclass's forward, or a pre-hook on G that
+    changes the noise, must reach the statistics as they reach training."""
+    from minigan.gan import sampling
+
+    G, _, _ = build("dcgan", (1, 28, 28), 8, width=4)
+    assert sampling._through_last_batchnorm(G, [m for m in G.modules()
+                                                if isinstance(m, minigan.nn.BatchNorm1d)]) is not G
+
+    class Doubled(minigan.nn.Sequential):
+        def forward(self, x):
+            return super().forward(x * 2.0)
+
+    D = Doubled(*list(G))
+    assert sampling._through_last_batchnorm(D, []) is D
+    handle = G.register_forward_pre_hook(lambda m, args: (args[0] * 2.0,))
+    assert sampling._through_last_batchnorm(G, []) is G
+    z = np.zeros((2, 8), np.float32)
+    hooked = {}
+    generate(G, z, batch_size=16, seed=3, calibration=hooked)
+    handle.remove()
+    doubled = {}
+    generate(D, z, batch_size=16, seed=3, calibration=doubled)
+    for a, b in zip(hooked["buffers"], doubled["buffers"], strict=True):   # both saw 2 z
+        for k in b:
+            np.testing.assert_array_equal(a[k], b[k])
+    plain = {}
+    generate(G, z, batch_size=16, seed=3, calibration=plain)             # saw z itself
+    assert not np.allclose(plain["buffers"][0]["running_var"],
+                           hooked["buffers"][0]["running_var"])
