@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import ctypes
 import glob
-import itertools
 import json
 import statistics
 import sys
@@ -36,7 +35,6 @@ import time
 import numpy as np
 from numba import njit, prange
 
-from minigan.gan import TrainConfig, Trainer
 from minigan.kernels import shifted as S
 
 _KERNEL = S._gemms_cpu       # the chunk runner: calls a cblas_sgemm-shaped function by address
@@ -167,12 +165,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6, help="rounds per arm (default 6)")
     a = p.parse_args()
     _, gemm = load_mkl()
-    from trainer_step import DOODLES
+    from trainer_step import DOODLES, make_trainer, run_steps
 
     with tempfile.TemporaryDirectory(prefix="minigan-bf16-") as tmp:
-        trainer = Trainer(TrainConfig(**{**DOODLES, **json.loads(a.base), "out": tmp}),
-                          overwrite=True)
-        batches = list(itertools.islice(trainer._batches(), a.steps))
+        trainer, batches = make_trainer({**DOODLES, **json.loads(a.base)}, tmp, a.steps)
         arms = {"float32": contextlib.nullcontext, "bfloat16": lambda: Swap(gemm)}
         times: dict = {arm: [] for arm in arms}
         gemms: dict = {arm: [] for arm in arms}
@@ -181,12 +177,9 @@ def main() -> None:
             for arm, context in arms.items():
                 with context():
                     GEMM_SECONDS[arm] = 0.0
-                    t = time.perf_counter()
-                    for b in batches:
-                        trainer.train_step(b)
-                        trainer.step += 1
+                    seconds = run_steps(trainer, batches)
                     if r:
-                        times[arm].append((time.perf_counter() - t) / len(batches))
+                        times[arm].append(seconds)
                         gemms[arm].append(GEMM_SECONDS[arm] / len(batches))
     base = statistics.median(times["float32"])
     for arm, ts in times.items():

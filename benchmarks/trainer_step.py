@@ -32,6 +32,22 @@ DOODLES = dict(dataset="quickdraw:smiley face", limit=5000, arch="dcgan", width=
                seed=0, quality_every=0, fd_every=0, progress=False)
 
 
+def make_trainer(fields: dict, out: str, n_batches: int) -> tuple[Trainer, list]:
+    """A Trainer of `fields` (TrainConfig fields, complete) writing to `out`, and its first
+    n_batches batches."""
+    trainer = Trainer(TrainConfig(**{**fields, "out": out}), overwrite=True)
+    return trainer, list(itertools.islice(trainer._batches(), n_batches))
+
+
+def run_steps(trainer: Trainer, batches: list) -> float:
+    """Seconds a step over one trainer step per batch, counting the steps as fit() does."""
+    t = time.perf_counter()
+    for b in batches:
+        trainer.train_step(b)
+        trainer.step += 1
+    return (time.perf_counter() - t) / len(batches)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("variants", nargs="*", default=['{}', '{"r1_every": 4}'],
@@ -50,20 +66,15 @@ def main(argv=None) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="minigan-trainer-step-") as tmp:
         for i, v in enumerate(variants):
-            trainer = Trainer(TrainConfig(**{**base, **v, "out": f"{tmp}/{i}"}), overwrite=True)
-            batches = list(itertools.islice(trainer._batches(), args.warmup + args.steps))
-            for b in batches[:args.warmup]:
-                trainer.train_step(b)
-                trainer.step += 1
+            trainer, batches = make_trainer({**base, **v}, f"{tmp}/{i}",
+                                            args.warmup + args.steps)
+            if args.warmup:
+                run_steps(trainer, batches[:args.warmup])
             runs.append((trainer, batches[args.warmup:]))
         times: list[list[float]] = [[] for _ in variants]
         for _ in range(args.rounds):
             for i, (trainer, batches) in enumerate(runs):
-                t = time.perf_counter()
-                for b in batches:
-                    trainer.train_step(b)
-                    trainer.step += 1
-                times[i].append((time.perf_counter() - t) / len(batches))
+                times[i].append(run_steps(trainer, batches))
     first = statistics.median(times[0])
     for v, (trainer, _), ts in zip(variants, runs, times, strict=True):
         med = statistics.median(ts)
