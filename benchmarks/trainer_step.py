@@ -8,7 +8,7 @@ variants then alternate in rounds of --steps steps, so a change in the machine's
 all of them alike. Medians per step and each variant's ratio to the first are printed.
 
     python benchmarks/trainer_step.py                                   # R1 every 2nd / 4th step
-    python benchmarks/trainer_step.py '{}' '{"batch_size": 32}' --rounds 8
+    python benchmarks/trainer_step.py '{}' '{"batch_size": 64}' --rounds 8
     python benchmarks/trainer_step.py '{}' '{"width": 48}' --base '{"dataset": "mnist"}'
 
 Needs the data of the base recipe's dataset (MINIGAN_DATA, or the download cache).
@@ -27,9 +27,9 @@ import time
 from minigan.gan import TrainConfig, Trainer
 
 # examples/doodles.py's recipe, less its per-epoch pictures and scores
-DOODLES = dict(dataset="quickdraw:smiley face", limit=5000, arch="dcgan", width=32, loss="bce",
-               r1_gamma=30.0, r1_every=2, d_dropout=0.0, lr=3e-4, lr_decay=0.5, epochs=1,
-               seed=0, quality_every=0, fd_every=0, progress=False)
+DOODLES = dict(dataset="quickdraw:smiley face", limit=5000, arch="dcgan", width=32, batch_size=32,
+               loss="bce", r1_gamma=30.0, r1_every=2, d_dropout=0.0, lr=3e-4, lr_decay=0.5,
+               epochs=1, seed=0, quality_every=0, fd_every=0, progress=False)
 
 
 def make_trainer(fields: dict, out: str, n_batches: int) -> tuple[Trainer, list]:

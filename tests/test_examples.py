@@ -1,5 +1,6 @@
 """The doodles example as a user starts it: its recipe reaches the run folder, one short epoch."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,11 +22,19 @@ def test_doodles_example_trains_its_recipe(tmp_path):
                           "256", "--out", str(out), "--seed", "3"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "256 images" in res.stdout and "4 steps an epoch, 1 epochs" in res.stdout
+    assert "256 images" in res.stdout and "batch 32, 8 steps an epoch, 1 epochs" in res.stdout
     config = json.loads((out / "config.json").read_text())
     c = config["config"]
     assert (c["loss"], c["r1_gamma"], c["r1_every"], c["d_dropout"], c["lr"], c["lr_decay"],
-            c["width"], c["seed"]) == ("bce", 30.0, 2, 0.0, 3e-4, 0.5, 32, 3)
+            c["width"], c["batch_size"], c["seed"]) == ("bce", 30.0, 2, 0.0, 3e-4, 0.5, 32, 32, 3)
     records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["r1"] > 0 for r in records if "r1" in r][:1] == [True]
     assert (out / "samples" / "epoch_001.png").stat().st_size > 0
+    # benchmarks/trainer_step.py times "the example's recipe" from a copy: the same fields
+    spec = importlib.util.spec_from_file_location("trainer_step",
+                                                  REPO / "benchmarks" / "trainer_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    own = {"epochs", "seed", "quality_every", "fd_every", "progress", "limit"}  # set apart
+    assert {k: v for k, v in bench.DOODLES.items() if k not in own} == \
+        {k: c[k] for k in bench.DOODLES if k not in own}
