@@ -23,13 +23,16 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from minigan.gan import TrainConfig, Trainer
 
-# examples/doodles.py's recipe, less its per-epoch pictures and scores
-DOODLES = dict(dataset="quickdraw:smiley face", limit=5000, arch="dcgan", width=32, batch_size=32,
-               loss="bce", r1_gamma=30.0, r1_every=2, d_dropout=0.0, lr=3e-4, lr_decay=0.5,
-               epochs=1, seed=0, quality_every=0, fd_every=0, progress=False)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from doodles import RECIPE  # noqa: E402  (examples/ is not a package)
+
+# examples/doodles.py's run, less its per-epoch pictures and scores
+DOODLES = dict(dataset="quickdraw:smiley face", limit=5000, **RECIPE, epochs=1, seed=0,
+               quality_every=0, fd_every=0, progress=False)
 
 
 def make_trainer(fields: dict, out: str, n_batches: int) -> tuple[Trainer, list]:

@@ -30,7 +30,7 @@ def test_doodles_example_trains_its_recipe(tmp_path):
     records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["r1"] > 0 for r in records if "r1" in r][:1] == [True]
     assert (out / "samples" / "epoch_001.png").stat().st_size > 0
-    # benchmarks/trainer_step.py times "the example's recipe" from a copy: the same fields
+    # benchmarks/trainer_step.py times "the example's recipe" (its RECIPE): the same fields
     spec = importlib.util.spec_from_file_location("trainer_step",
                                                   REPO / "benchmarks" / "trainer_step.py")
     bench = importlib.util.module_from_spec(spec)
