@@ -19,9 +19,10 @@ im2col's do in a 5x5, stride-1 layer on 7x7 images), and nothing the size of a c
 A stride-s convolution is first split into s*s phase images, x[:, py::s, px::s, :], stacked
 along the channel axis ((phase, channel) rows, all phases padded to one size with zeros, which
 stand for pixels outside the image): tap (i, j) reads phase ((i - pH) mod s, (j - pW) mod s)
-at a stride-1 shift (dy, dx). Taps of consecutive phases with the same shift are one GEMM over
-their stacked rows (K = phases * Cin: 4 * 64 instead of 64 for the DCGAN's 5x5, stride-2
-layers, which keeps the GEMMs efficient). The adjoint (the input gradient, i.e. the transposed
+at a stride-1 shift (dy, dx). Taps of phases stacked next to one another with the same shift
+are one GEMM over their stacked rows (K = phases * Cin: 4 * 64 instead of 64 for the DCGAN's
+5x5, stride-2 layers, which keeps the GEMMs efficient), and the phases are stacked in the order
+that makes the fewest GEMMs (`phase_order`). The adjoint (the input gradient, i.e. the transposed
 convolution) accumulates into a stacked phase buffer that is interleaved back at the end.
 
 The GEMMs go to the BLAS NumPy itself links (OpenBLAS in NumPy's wheels), through its CBLAS
@@ -42,6 +43,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import itertools
 
 import numpy as np
 from llvmlite import ir
@@ -206,10 +209,8 @@ def _f32(a):
     return np.ascontiguousarray(a, np.float32)
 
 
-def _plan(kh, kw, sh, sw, ph, pw):
-    """The GEMMs of a convolution: [(dy, dx, p0, taps)], one per shift (dy, dx) and run of
-    consecutive phases p0, p0 + 1, ... holding a tap with that shift; taps[k] is the (i, j) of
-    phase p0 + k. Phase p = py * sw + px."""
+def _shift_phases(kh, kw, sh, sw, ph, pw):
+    """{(dy, dx): {phase p = py * sw + px: (i, j)}}: tap (i, j) reads phase p at that shift."""
     groups = {}
     for i in range(kh):
         py = (i - ph) % sh
@@ -217,16 +218,55 @@ def _plan(kh, kw, sh, sw, ph, pw):
         for j in range(kw):
             px = (j - pw) % sw
             groups.setdefault((dy, (j - pw - px) // sw), {})[py * sw + px] = (i, j)
+    return groups
+
+
+def _runs(positions):
+    """How many runs of consecutive integers the sorted `positions` make."""
+    return sum(1 for k, q in enumerate(positions) if k == 0 or q != positions[k - 1] + 1)
+
+
+@functools.cache
+def phase_order(kh, kw, sh, sw, ph, pw):
+    """The order in which the phases are stacked (order[position] = py * sw + px): the one that
+    makes the fewest GEMMs, i.e. puts the phases that share a shift next to one another most
+    often (the first such order in lexicographic order, the natural one when it is among them).
+    A 5x5, stride-2 layer (padding 2) stacks the phases (py, px) = (0, 1), (0, 0), (1, 0),
+    (1, 1): its shifts with dx = 1 read phases (0, 0) and (1, 0), which the natural order keeps
+    apart, so 9 GEMMs instead of 11, two of them over twice the rows in place of four thin ones
+    (a 4x4, stride-2 one, padding 1: 10 instead of 11). Strides above 2 in both
+    directions (over 4 phases) keep the natural order."""
+    phases = sh * sw
+    groups = [sorted(by_phase) for by_phase in _shift_phases(kh, kw, sh, sw, ph, pw).values()]
+    if phases > 4:
+        return tuple(range(phases))
+    best, fewest = None, None
+    for order in itertools.permutations(range(phases)):
+        pos = {p: k for k, p in enumerate(order)}
+        gemms = sum(_runs(sorted(pos[p] for p in g)) for g in groups)
+        if fewest is None or gemms < fewest:
+            best, fewest = order, gemms
+    return best
+
+
+@functools.cache
+def _plan(kh, kw, sh, sw, ph, pw):
+    """The GEMMs of a convolution: ((dy, dx, p0, taps), ...), one per shift (dy, dx) and run of
+    phases stacked at consecutive positions p0, p0 + 1, ... holding a tap with that shift;
+    taps[k] is the (i, j) of the phase at position p0 + k (`phase_order`)."""
+    pos = {p: k for k, p in enumerate(phase_order(kh, kw, sh, sw, ph, pw))}
+    groups = _shift_phases(kh, kw, sh, sw, ph, pw)
     plan = []  # the centre shift (0, 0) first: in a 'same' convolution it covers every output
     for (dy, dx), by_phase in sorted(groups.items(), key=lambda kv: (kv[0] != (0, 0), kv[0])):
+        at = {pos[p]: tap for p, tap in by_phase.items()}
         run = []
-        for p in sorted(by_phase):
-            if run and p != run[-1] + 1:
-                plan.append((dy, dx, run[0], [by_phase[q] for q in run]))
+        for k in sorted(at):
+            if run and k != run[-1] + 1:
+                plan.append((dy, dx, run[0], tuple(at[q] for q in run)))
                 run = []
-            run.append(p)
-        plan.append((dy, dx, run[0], [by_phase[q] for q in run]))
-    return plan
+            run.append(k)
+        plan.append((dy, dx, run[0], tuple(at[q] for q in run)))
+    return tuple(plan)
 
 
 def _phase_size(h, s):
@@ -300,7 +340,7 @@ def split(x, sh, sw, kh, kw, ph, pw, oh, ow):
     if sh == sw == 1 and wq == wp and front == back == 0:
         return Phases(_f32(x).reshape(c, -1), c, hp, wp, wq, n, 0)  # no copy needed
     buf = np.empty((sh * sw * c, (front + hp * wq + back) * n), np.float32)
-    _split_cpu(_f32(x), buf, sh, sw, hp, wq, front * n)
+    _split_cpu(_f32(x), buf, sh, sw, hp, wq, front * n, _order_array(kh, kw, sh, sw, ph, pw))
     return Phases(buf, c, hp, wp, wq, n, front * n)
 
 
@@ -311,7 +351,7 @@ def _grid(y, wq):
     if wq == ow:
         return _f32(y).reshape(c, -1)
     out = np.empty((c, oh * wq * n), np.float32)
-    _split_cpu(_f32(y), out, 1, 1, oh, wq, 0)
+    _split_cpu(_f32(y), out, 1, 1, oh, wq, 0, _ONE_PHASE)
     return out
 
 
@@ -321,23 +361,32 @@ def _compact(buf, c, rows, wq, w, n):
     if wq == w:
         return buf.reshape(c, rows, w, n)
     out = np.empty((c, rows, w, n), np.float32)
-    _merge_cpu(buf, out, 1, 1, wq)
+    _merge_cpu(buf, out, 1, 1, wq, _ONE_PHASE)
     return out
 
 
+_ONE_PHASE = np.zeros(1, np.int64)
+
+
+def _order_array(kh, kw, sh, sw, ph, pw):
+    return np.array(phase_order(kh, kw, sh, sw, ph, pw), np.int64)
+
+
 @njit(parallel=True, cache=True)
-def _split_cpu(x, buf, sh, sw, hp, wq, base):
-    """buf[(py * sw + px) * C + c, base + (r * wq + q) * N + b] = x[c, py + r * sh, px + q * sw,
-    b], zero where that pixel is outside x and in the `base` values before and all after: the
-    phase images of `Phases`, every value written once, one work item per (phase, channel)
-    row. With sh = sw = 1 and base 0, x on a grid of row width wq (`_grid`). Flat indices and
-    whole-pixel slices (N values) vectorise best."""
+def _split_cpu(x, buf, sh, sw, hp, wq, base, order):
+    """buf[k * C + c, base + (r * wq + q) * N + b] = x[c, py + r * sh, px + q * sw, b] for the
+    phase py * sw + px = order[k] stacked at position k, zero where that pixel is outside x
+    and in the `base` values before and all after: the phase images of `Phases`, every value
+    written once, one work item per (phase, channel) row. With sh = sw = 1 and base 0, x on a
+    grid of row width wq (`_grid`). Flat indices and whole-pixel slices (N values) vectorise
+    best."""
     c_, h, w, n_ = x.shape
     src, dst, length = x.reshape(-1), buf.reshape(-1), buf.shape[1]
     zero = buf.dtype.type(0)
     for row in prange(sh * sw * c_):
-        p = row // c_
-        c = row - p * c_
+        k = row // c_
+        c = row - k * c_
+        p = order[k]
         py = p // sw
         px = p - py * sw
         o = row * length
@@ -356,11 +405,14 @@ def _split_cpu(x, buf, sh, sw, hp, wq, base):
 
 
 @njit(parallel=True, cache=True)
-def _merge_cpu(buf, x, sh, sw, wq):
-    """The inverse of _split_cpu (base 0) on the pixels of x (C, H, W, N), which it fills:
-    phase images back into one image, one work item per image row (c, iy)."""
+def _merge_cpu(buf, x, sh, sw, wq, order):
+    """The inverse of _split_cpu (base 0, the same `order`) on the pixels of x (C, H, W, N),
+    which it fills: phase images back into one image, one work item per image row (c, iy)."""
     c_, h, w, n_ = x.shape
     src, dst, length = buf.reshape(-1), x.reshape(-1), buf.shape[1]
+    at = np.empty(order.size, np.int64)   # the position of each phase
+    for k in range(order.size):
+        at[order[k]] = k
     for item in prange(c_ * h):
         c = item // h
         iy = item - c * h
@@ -368,7 +420,7 @@ def _merge_cpu(buf, x, sh, sw, wq):
         py = iy - r * sh
         for ix in range(w):
             q = ix // sw
-            s = ((py * sw + ix - q * sw) * c_ + c) * length + (r * wq + q) * n_
+            s = (at[py * sw + ix - q * sw] * c_ + c) * length + (r * wq + q) * n_
             d = (item * w + ix) * n_
             dst[d:d + n_] = src[s:s + n_]
 
@@ -498,7 +550,7 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     if sh == sw == 1:
         return _compact(gs, ci, hp, wq, wd, n)
     gx = np.empty((ci, h, wd, n), np.float32)
-    _merge_cpu(gs, gx, sh, sw, wq)
+    _merge_cpu(gs, gx, sh, sw, wq, _order_array(kh, kw, sh, sw, ph, pw))
     return gx
 
 
