@@ -366,10 +366,15 @@ def _compact(buf, c, rows, wq, w, n):
 
 
 _ONE_PHASE = np.zeros(1, np.int64)
+_ONE_PHASE.flags.writeable = False
 
 
+@functools.cache
 def _order_array(kh, kw, sh, sw, ph, pw):
-    return np.array(phase_order(kh, kw, sh, sw, ph, pw), np.int64)
+    """`phase_order` as the kernels take it: made once per geometry, read-only."""
+    order = np.array(phase_order(kh, kw, sh, sw, ph, pw), np.int64)
+    order.flags.writeable = False
+    return order
 
 
 @njit(parallel=True, cache=True)
