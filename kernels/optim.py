@@ -16,10 +16,11 @@ from ._dispatch import on_device
 
 @njit(parallel=True, cache=True)
 def _adam_cpu(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2):
+    one = p.dtype.type(1)  # `1 - b1` with an integer 1 would be float64 (3x slower here)
     for i in prange(p.size):
         gi = g[i] + wd * p[i]
-        mi = b1 * m[i] + (1 - b1) * gi
-        vi = b2 * v[i] + (1 - b2) * gi * gi
+        mi = b1 * m[i] + (one - b1) * gi
+        vi = b2 * v[i] + (one - b2) * gi * gi
         m[i] = mi
         v[i] = vi
         p[i] -= lr * (mi / bc1) / (np.sqrt(vi / bc2) + eps)
@@ -27,19 +28,21 @@ def _adam_cpu(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2):
 
 @njit(parallel=True, cache=True)
 def _rmsprop_cpu(p, g, sq, lr, alpha, eps, wd):
+    one = p.dtype.type(1)
     for i in prange(p.size):
         gi = g[i] + wd * p[i]
-        s = alpha * sq[i] + (1 - alpha) * gi * gi
+        s = alpha * sq[i] + (one - alpha) * gi * gi
         sq[i] = s
         p[i] -= lr * gi / (np.sqrt(s) + eps)
 
 
 @njit(parallel=True, cache=True)
 def _sgd_cpu(p, g, buf, lr, momentum, dampening, wd, nesterov, first):
+    one = p.dtype.type(1)
     for i in prange(p.size):
         gi = g[i] + wd * p[i]
         if momentum != 0:
-            b = gi if first else momentum * buf[i] + (1 - dampening) * gi
+            b = gi if first else momentum * buf[i] + (one - dampening) * gi
             buf[i] = b
             gi = gi + momentum * b if nesterov else b
         p[i] -= lr * gi
