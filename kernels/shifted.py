@@ -534,19 +534,26 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     rows = _tap_rows(w, plan) if rows is None else rows
     pieces = _pieces(plan, oh, ow, hp, wp, wq)
     ld = hp * wq * n                     # phase images without margins: writes outside are
-    gs = np.zeros((sh * sw * ci, ld), np.float32)   # padding, and are left out
+    # padding, and are left out. When the first GEMM covers every phase and pixel (the centre
+    # shift of a 'same' convolution or a DCGAN's 4x4 stride-2 one) it writes with beta = 0,
+    # and the buffer need not be zeroed first
+    first = pieces[0] if pieces else None
+    fresh = (first is not None and first[1:] == (0, hp * wq) and plan[first[0]][1:3] == (0, 0)
+             and rows.k[first[0]] == sh * sw * ci and plan[first[0]][0] == 0)
+    gs = (np.empty if fresh else np.zeros)((sh * sw * ci, ld), np.float32)
     g_ptr, s_ptr = g_grid.ctypes.data, gs.ctypes.data
     w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
 
     def chunk(q0, q1):  # phase pixels q0 .. q1-1: each written by this chunk alone
         calls = _Calls()
-        for g, u0, u1 in pieces:
+        for c, (g, u0, u1) in enumerate(pieces):
             dy, dx, p0, _ = plan[g]
             shift = dy * wq + dx
             a, b = max(q0, u0 + shift), min(q1, u1 + shift)
             if a < b:
                 calls.add(True, False, rows.k[g], (b - a) * n, co, w_ptr + 4 * rows.offset[g],
-                          lda, g_ptr + 4 * (a - shift) * n, oh * wq * n, 1.0,
+                          lda, g_ptr + 4 * (a - shift) * n, oh * wq * n,
+                          0.0 if fresh and c == 0 else 1.0,
                           s_ptr + 4 * (p0 * ci * ld + a * n), ld)
         calls.run()
 
@@ -576,21 +583,26 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
     def chunk(q0, q1):
         part = p_ptr + 4 * bounds.index(q0) * co * taps
         calls = _Calls()
-        for g, u0, u1 in pieces:   # shifts that only meet padding add nothing: zero there
+        started = set()            # the blocks this chunk has written: the first write sets
+        for g, u0, u1 in pieces:   # (beta = 0), the others add
             a, b = max(q0, u0), min(q1, u1)
             if a < b:
                 dy, dx, p0, _ = plan[g]
                 calls.add(False, True, co, k[g], (b - a) * n, g_ptr + 4 * a * n, oh * wq * n,
                           x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
-                          1.0, part + 4 * offset[g], taps)
+                          1.0 if g in started else 0.0, part + 4 * offset[g], taps)
+                started.add(g)
+        for g in range(len(plan)):  # shifts that only meet padding (in this chunk) add nothing
+            if g not in started:
+                parts_view[bounds.index(q0), :, offset[g]:offset[g] + k[g]] = 0
         calls.run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         # chunks (one buffer each) cut only now: the timer's start may switch the thread
         # family, and with it how the pool cuts the pixels
         bounds = POOL.bounds(oh * wq)
-        parts = np.zeros((len(bounds) - 1, co, taps), np.float32)  # as TapWeights.a, per chunk
-        p_ptr = parts.ctypes.data
+        parts = np.empty((len(bounds) - 1, co, taps), np.float32)  # as TapWeights.a, per chunk
+        p_ptr, parts_view = parts.ctypes.data, parts
         POOL.run(oh * wq, chunk, bounds)
     total = parts[0] if len(parts) == 1 else parts.sum(axis=0)
     gw = np.empty((co, ci, kh * kw), np.float32)

@@ -139,6 +139,15 @@ MUTANTS = [
            "    for i in range(calls.shape[0]):\n", "    for i in range(calls.shape[0] - 1):\n",
            ("tests/kernels/test_blas.py", T_SHIFTED), None,
            "the numba kernel that runs a chunk's GEMMs stops one short"),
+    Mutant("shifted-input-grad-fresh-when-first-gemm-misses-pixels", SHIFTED,
+           "fresh = (first is not None and first[1:] == (0, hp * wq) and",
+           "fresh = (first is not None and",
+           (T_SHIFTED,), None,
+           "the input gradient's buffer is left unzeroed although its first GEMM misses pixels"),
+    Mutant("shifted-weight-grad-unwritten-block-left-unset", SHIFTED,
+           "parts_view[bounds.index(q0), :, offset[g]:offset[g] + k[g]] = 0",
+           "pass", (T_SHIFTED,), None,
+           "a shift that meets only padding leaves its weight-gradient block as np.empty left it"),
     # -- the row chunks of the shifted GEMMs on the thread pool (kernels/threads.py)
     Mutant("shifted-chunk-input-grad-source-offset", SHIFTED,
            "g_ptr + 4 * (a - shift) * n", "g_ptr + 4 * a * n",
@@ -317,10 +326,16 @@ MUTANTS = [
     Mutant("adam-bias-correction-outside-sqrt", "kernels/optim.py",
            "(np.sqrt(vi / bc2) + eps)", "(np.sqrt(vi) / bc2 + eps)", (T_KOPTIM,)),
     Mutant("rmsprop-alpha-swapped", "kernels/optim.py",
-           "s = alpha * sq[i] + (1 - alpha) * gi * gi",
-           "s = (1 - alpha) * sq[i] + alpha * gi * gi", (T_KOPTIM,)),
+           "s = alpha * sq[i] + (one - alpha) * gi * gi\n        sq[i] = s\n"
+           "        p[i] -= lr * gi / (np.sqrt",
+           "s = (one - alpha) * sq[i] + alpha * gi * gi\n        sq[i] = s\n"
+           "        p[i] -= lr * gi / (np.sqrt",
+           (T_KOPTIM,)),
     Mutant("sgd-momentum-as-dampening", "kernels/optim.py",
-           "momentum * buf[i] + (1 - dampening) * gi", "momentum * buf[i] + (1 - momentum) * gi",
+           "if momentum != 0:\n"
+           "            b = gi if first else momentum * buf[i] + (one - dampening) * gi",
+           "if momentum != 0:\n"
+           "            b = gi if first else momentum * buf[i] + (one - momentum) * gi",
            (T_KOPTIM,)),
     # -- arithmetic and linear
     Mutant("linear-input-grad-detached-weight", "minigan/functional/math.py",
