@@ -355,6 +355,33 @@ def _grid(y, wq):
     return out
 
 
+class OnGrid:
+    """An output gradient gy (C, oh, ow, N) as both gradients of a convolution read it (`_grid`
+    on the layout's row width `wq`): made once by `on_grid` when both are wanted, instead of
+    once in each. `shape` is gy's."""
+
+    __slots__ = ("buf", "wq", "shape")
+
+    def __init__(self, buf, wq, shape):
+        self.buf, self.wq, self.shape = buf, wq, shape
+
+
+def on_grid(gy, sh, sw, ph, pw, kh, kw, h, wd):
+    """gy (Co, oh, ow, N) of a convolution of (Ci, h, wd, N) images with a kh x kw kernel, as an
+    `OnGrid` that conv2d_input_grad and conv2d_weight_grad take in place of gy."""
+    wq = _layout(_plan(kh, kw, sh, sw, ph, pw), _phase_size(wd, sw), gy.shape[2])[0]
+    return OnGrid(_grid(gy, wq), wq, gy.shape)
+
+
+def _gridded(gy, wq):
+    """gy's `_grid` on row width wq (gy itself when it is an `OnGrid` made for this layout)."""
+    if isinstance(gy, OnGrid):
+        if gy.wq != wq:
+            raise ValueError(f"output gradient laid out {gy.wq} pixels a row, not {wq}")
+        return gy.buf
+    return _grid(gy, wq)
+
+
 def _compact(buf, c, rows, wq, w, n):
     """The first w of every wq pixels of (c, rows * wq * n) memory, as contiguous (c, rows, w,
     n)."""
@@ -465,10 +492,10 @@ class TapWeights:
     input gradient as its transpose, with no copy either way. Made in one parallel pass over
     the weight (`tap_rows`); a layer's Function hands it from its forward to its backward."""
 
-    __slots__ = ("a", "offset", "k")
+    __slots__ = ("a", "offset", "k", "plan")
 
-    def __init__(self, a, offset, k):
-        self.a, self.offset, self.k = a, offset, k
+    def __init__(self, a, offset, k, plan):
+        self.a, self.offset, self.k, self.plan = a, offset, k, plan
 
 
 def _offsets(plan, ci):
@@ -480,7 +507,18 @@ def _tap_rows(w, plan):
     co, ci, kh, kw = w.shape
     a = np.empty((co, kh * kw * ci), np.float32)
     _to_taps_cpu(_f32(w).reshape(co, ci, kh * kw), _order(plan, kw), a)
-    return TapWeights(a, *_offsets(plan, ci))
+    return TapWeights(a, *_offsets(plan, ci), plan)
+
+
+def _rows_for(rows, w, plan):
+    """`rows` (made by tap_rows) checked against this convolution's plan, or made now: weights
+    laid out for another stride or padding would send the GEMMs outside their buffers."""
+    if rows is None:
+        return _tap_rows(w, plan)
+    if rows.plan != plan:
+        raise ValueError("tap_rows were made for another stride or padding than this "
+                         "convolution's")
+    return rows
 
 
 def tap_rows(w, sh, sw, ph, pw):
@@ -497,7 +535,7 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow, rows=None):
     xs = split(x, sh, sw, kh, kw, ph, pw, oh, ow)
     wq, n, ld = xs.wq, xs.n, xs.buf.shape[1]
     plan = _plan(kh, kw, sh, sw, ph, pw)
-    rows = _tap_rows(w, plan) if rows is None else rows
+    rows = _rows_for(rows, w, plan)
     pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
     size = oh * wq * n
     fresh = bool(pieces) and pieces[0][1:] == (0, oh * wq)  # the first GEMM writes all
@@ -523,15 +561,15 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow, rows=None):
 
 
 def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
-    """The adjoint of conv2d in x (= the transposed convolution): gy (Co, oh, ow, N),
-    w (Co, Ci, kh, kw) -> gx (Ci, h, wd, N); `rows` as conv2d's."""
+    """The adjoint of conv2d in x (= the transposed convolution): gy (Co, oh, ow, N) or its
+    `on_grid`, w (Co, Ci, kh, kw) -> gx (Ci, h, wd, N); `rows` as conv2d's."""
     co, oh, ow, n = gy.shape
     _, ci, kh, kw = w.shape
     hp, wp = _phase_size(h, sh), _phase_size(wd, sw)
     plan = _plan(kh, kw, sh, sw, ph, pw)
     wq, _, _ = _layout(plan, wp, ow)
-    g_grid = _grid(gy, wq)
-    rows = _tap_rows(w, plan) if rows is None else rows
+    g_grid = _gridded(gy, wq)
+    rows = _rows_for(rows, w, plan)
     pieces = _pieces(plan, oh, ow, hp, wp, wq)
     ld = hp * wq * n                     # phase images without margins: writes outside are
     # padding, and are left out. When the first GEMM covers every phase and pixel (the centre
@@ -567,14 +605,14 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
 
 
 def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
-    """d<conv2d(x, w), gy>/dw: x (Ci, H, W, N) or its `split`, gy (Co, oh, ow, N)
-    -> (Co, Ci, kh, kw). The sums over output pixels are cut into the pool's chunks, each
-    summing into its own buffer; the buffers are then added in a fixed order."""
+    """d<conv2d(x, w), gy>/dw: x (Ci, H, W, N) or its `split`, gy (Co, oh, ow, N) or its
+    `on_grid` -> (Co, Ci, kh, kw). The sums over output pixels are cut into the pool's chunks,
+    each summing into its own buffer; the buffers are then added in a fixed order."""
     co, oh, ow, n = gy.shape
     xs = split(x, sh, sw, kh, kw, ph, pw, oh, ow)
     ci, wq, ld = xs.c, xs.wq, xs.buf.shape[1]
     plan = _plan(kh, kw, sh, sw, ph, pw)
-    g_grid = _grid(gy, wq)
+    g_grid = _gridded(gy, wq)
     pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
     offset, k = _offsets(plan, ci)
     taps = kh * kw * ci

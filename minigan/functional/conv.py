@@ -82,13 +82,17 @@ class Conv2d(Function):
     def backward(self, gy):
         x, w = self.inputs
         gx = gw = None
+        grid = None  # gy as both shifted-GEMM gradients read it, made once for the two
+        if all(self.needs_input_grad) and S.suits(gy.data, w.data, w.shape[:2]):
+            (sh, sw), (ph, pw) = self.stride, self.padding
+            grid = S.on_grid(_chwn(gy.data), sh, sw, ph, pw, *w.shape[2:], *x.shape[2:])
         if self.needs_input_grad[0]:
             gx = ConvTranspose2d(self.stride, self.padding,
                                  _output_padding(x.shape, gy.shape, w.shape, self.stride,
-                                                 self.padding), self.rows)(gy, w)
+                                                 self.padding), self.rows, grid)(gy, w)
         if self.needs_input_grad[1]:
             gw = Conv2dGradWeight(self.stride, self.padding, w.shape,
-                                  self.__dict__.pop("pre", None))(x, gy)
+                                  self.__dict__.pop("pre", None), grid)(x, gy)
         return gx, gw
 
     def release(self):
@@ -104,11 +108,12 @@ def _output_padding(x_shape, y_shape, w_shape, stride, padding):
 
 
 class ConvTranspose2d(Function):
-    """conv_transpose2d; `rows` as Conv2d's (the adjoint reads the weight the same way)."""
+    """conv_transpose2d; `rows` as Conv2d's (the adjoint reads the weight the same way), `grid`
+    x as S.on_grid made it (Conv2d's backward, for this and the weight gradient)."""
 
-    def __init__(self, stride, padding, output_padding, rows=None):
+    def __init__(self, stride, padding, output_padding, rows=None, grid=None):
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
-        self.rows = rows
+        self.rows, self.grid = rows, grid
 
     def forward(self, x, w):
         (sh, sw), (ph, pw), (eh, ew) = self.stride, self.padding, self.output_padding
@@ -122,8 +127,8 @@ class ConvTranspose2d(Function):
         if S.suits(x, w, (ci, co)):  # the adjoint of conv2d(., w) from (co, oh, ow) to x
             rows = self.rows if self.rows is not None else S.tap_rows(w, sh, sw, ph, pw)
             self.rows = rows if is_grad_enabled() else None
-            return _nchw(S.conv2d_input_grad(_chwn(x), w, sh, sw, ph, pw, oh, ow, rows), n, oh,
-                         ow)
+            gy, self.grid = (self.grid if self.grid is not None else _chwn(x)), None
+            return _nchw(S.conv2d_input_grad(gy, w, sh, sw, ph, pw, oh, ow, rows), n, oh, ow)
         col = w.reshape(ci, -1).T @ _rows(x)  # (Cout*kh*kw, H*W*N)
         return _nchw(K.col2im(col, (co, oh, ow, n), kh, kw, sh, sw, ph, pw, h, wd), n, oh, ow)
 
@@ -144,23 +149,26 @@ class ConvTranspose2d(Function):
 
     def release(self):
         super().release()
-        self.rows = None
+        self.rows = self.grid = None
 
 
 class Conv2dGradWeight(Function):
     """d<conv2d(x, W), gy>/dW: a Function of (x, gy) with its own backward; `pre` as Conv2d's."""
 
-    def __init__(self, stride, padding, w_shape, pre=None):
+    def __init__(self, stride, padding, w_shape, pre=None, grid=None):
         self.stride, self.padding, self.w_shape, self.pre = stride, padding, w_shape, pre
+        self.grid = grid  # gy as S.on_grid made it
 
     def forward(self, x, gy):
         (sh, sw), (ph, pw) = self.stride, self.padding
         kh, kw = self.w_shape[2:]
         oh, ow = gy.shape[2:]
         pre, self.pre = self.pre, None
+        grid, self.grid = self.grid, None
         if S.suits(x, gy, self.w_shape[:2]):
             xs = pre if pre is not None else S.split(_chwn(x), sh, sw, kh, kw, ph, pw, oh, ow)
-            return S.conv2d_weight_grad(xs, _chwn(gy), sh, sw, ph, pw, kh, kw)
+            return S.conv2d_weight_grad(xs, grid if grid is not None else _chwn(gy), sh, sw,
+                                        ph, pw, kh, kw)
         col = pre if pre is not None else K.im2col(_chwn(x), kh, kw, sh, sw, ph, pw, oh, ow)
         return (_rows(gy) @ col.T).reshape(self.w_shape)
 
