@@ -575,9 +575,9 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     # padding, and are left out. When the first GEMM covers every phase and pixel (the centre
     # shift of a 'same' convolution or a DCGAN's 4x4 stride-2 one) it writes with beta = 0,
     # and the buffer need not be zeroed first
-    first = pieces[0] if pieces else None
-    fresh = (first is not None and first[1:] == (0, hp * wq) and plan[first[0]][1:3] == (0, 0)
-             and rows.k[first[0]] == sh * sw * ci and plan[first[0]][0] == 0)
+    fresh = (bool(pieces) and pieces[0][1:] == (0, hp * wq)         # all pixels, no shift,
+             and plan[pieces[0][0]][:3] == (0, 0, 0)                  # from the first phase
+             and rows.k[pieces[0][0]] == sh * sw * ci)                # through the last
     gs = (np.empty if fresh else np.zeros)((sh * sw * ci, ld), np.float32)
     g_ptr, s_ptr = g_grid.ctypes.data, gs.ctypes.data
     w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
