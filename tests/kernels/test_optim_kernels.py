@@ -101,6 +101,6 @@ def test_float32_updates_do_float32_arithmetic(kernel, arrays_, scalars):
     fresh.compile(sig)
     ir = fresh.inspect_llvm(sig)
     assert re.search(r"= f(add|sub|mul|div) (\w+ )*float", ir), "no float32 arithmetic found"
-    doubles = re.findall(r"= (f(?:add|sub|mul|div|ext) (?:\w+ )*(?:double|float \S+ to double))",
+    doubles = re.findall(r"= ((?:fadd|fsub|fmul|fdiv) (?:\w+ )*double|fpext float \S+ to double)",
                          ir)
     assert not doubles, f"{kernel.__name__} does float64 arithmetic on float32 data: {doubles[:3]}"
