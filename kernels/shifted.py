@@ -619,7 +619,8 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
     x_ptr, g_ptr = xs.buf.ctypes.data, g_grid.ctypes.data
 
     def chunk(q0, q1):
-        part = p_ptr + 4 * bounds.index(q0) * co * taps
+        i = bounds.index(q0)
+        part = p_ptr + 4 * i * co * taps
         calls = _Calls()
         started = set()            # the blocks this chunk has written: the first write sets
         for g, u0, u1 in pieces:   # (beta = 0), the others add
@@ -632,7 +633,7 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
                 started.add(g)
         for g in range(len(plan)):  # shifts that only meet padding (in this chunk) add nothing
             if g not in started:
-                parts_view[bounds.index(q0), :, offset[g]:offset[g] + k[g]] = 0
+                parts[i, :, offset[g]:offset[g] + k[g]] = 0
         calls.run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
@@ -640,7 +641,7 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
         # family, and with it how the pool cuts the pixels
         bounds = POOL.bounds(oh * wq)
         parts = np.empty((len(bounds) - 1, co, taps), np.float32)  # as TapWeights.a, per chunk
-        p_ptr, parts_view = parts.ctypes.data, parts
+        p_ptr = parts.ctypes.data
         POOL.run(oh * wq, chunk, bounds)
     total = parts[0] if len(parts) == 1 else parts.sum(axis=0)
     gw = np.empty((co, ci, kh * kw), np.float32)

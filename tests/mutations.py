@@ -150,7 +150,7 @@ MUTANTS = [
            (T_SHIFTED,), None,
            "the input gradient's buffer is left unzeroed although its first GEMM misses pixels"),
     Mutant("shifted-weight-grad-unwritten-block-left-unset", SHIFTED,
-           "parts_view[bounds.index(q0), :, offset[g]:offset[g] + k[g]] = 0",
+           "parts[i, :, offset[g]:offset[g] + k[g]] = 0",
            "pass", (T_SHIFTED,), None,
            "a shift that meets only padding leaves its weight-gradient block as np.empty left it"),
     # -- the row chunks of the shifted GEMMs on the thread pool (kernels/threads.py)
