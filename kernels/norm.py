@@ -19,6 +19,7 @@ from minigan import backend
 from . import _cuda
 from ._cuda import cuda
 from ._dispatch import on_device
+from .activation import leaky_relu_cuda, leaky_relu_grad_cuda
 
 _COLS = 512  # channels a CPU work item takes when L == 1 (a (N, C) batch: rows of C floats)
 
@@ -39,11 +40,26 @@ def _row(a, n, c0, w):
     return a.reshape(a.shape[0], a.shape[1])[n, c0:c0 + w]
 
 
+@njit(cache=True, inline="always")
+def _leaky(y, slope):
+    """leaky_relu of y, a value as stored (rounded to the array's dtype): the same arithmetic as
+    the activation's own kernel."""
+    return y if y > 0 else y * slope
+
+
+@njit(cache=True, inline="always")
+def _act(g, z, slope):
+    """g where z > 0, slope * g elsewhere: the leaky ReLU's gradient read off its output z
+    (z > 0 exactly where its input is, for a slope >= 0)."""
+    return g if z > 0 else g * slope
+
+
 @njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
-def _sums(x, gy, c0, w, mu, s, t):
+def _sums(x, gy, c0, w, mu, s, t, z, slope):
     """For channels c0 .. c0+w-1 (index c - c0), in float64:
     gy None: s = sum(x), or with mu given: t = sum((x - mu)^2);
-    gy given: s = sum(gy), t = sum(gy * (x - mu))."""
+    gy given: s = sum(g), t = sum(g * (x - mu)), g = gy, or with z (the output of a leaky
+    ReLU after the batchnorm) given, the gradient gy makes at the ReLU's input."""
     n_, _, l_ = x.shape
     if l_ == 1:
         for n in range(n_):
@@ -58,9 +74,16 @@ def _sums(x, gy, c0, w, mu, s, t):
                         t[c] += d * d
             else:
                 gr = _row(gy, n, c0, w)
-                for c in range(w):
-                    s[c] += gr[c]
-                    t[c] += gr[c] * (xr[c] - mu[c])
+                if z is None:
+                    for c in range(w):
+                        s[c] += gr[c]
+                        t[c] += gr[c] * (xr[c] - mu[c])
+                else:
+                    zr = _row(z, n, c0, w)
+                    for c in range(w):
+                        g = _act(gr[c], zr[c], slope)
+                        s[c] += g
+                        t[c] += g * (xr[c] - mu[c])
         return
     for c in range(w):  # scalar accumulators, so that the loops vectorise
         a0 = 0.0
@@ -78,15 +101,23 @@ def _sums(x, gy, c0, w, mu, s, t):
                         a1 += d * d
             else:
                 gr = gy[n, c0 + c]
-                for k in range(l_):
-                    a0 += gr[k]
-                    a1 += gr[k] * (xr[k] - mc)
+                if z is None:
+                    for k in range(l_):
+                        a0 += gr[k]
+                        a1 += gr[k] * (xr[k] - mc)
+                else:
+                    zr = z[n, c0 + c]
+                    for k in range(l_):
+                        g = _act(gr[k], zr[k], slope)
+                        a0 += g
+                        a1 += g * (xr[k] - mc)
         s[c] += a0
         t[c] += a1
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _bn_forward_cpu(x, gamma, beta, eps, y, mean, invstd):
+def _bn_forward_cpu(x, gamma, beta, eps, slope, y, mean, invstd):
+    """y = leaky_relu(batchnorm(x), slope); slope 1 is the batchnorm alone (v * 1 == v)."""
     n_, c_, l_ = x.shape
     m = n_ * l_
     cb, nb = _blocks(n_, c_, l_)
@@ -95,9 +126,9 @@ def _bn_forward_cpu(x, gamma, beta, eps, y, mean, invstd):
         w = min(cb, c_ - c0)
         s = np.zeros(w)
         q = np.zeros(w)
-        _sums(x, None, c0, w, None, s, q)
+        _sums(x, None, c0, w, None, s, q, None, slope)
         s /= m
-        _sums(x, None, c0, w, s, s, q)
+        _sums(x, None, c0, w, s, s, q, None, slope)
         a = np.empty(w)
         b = np.empty(w)
         for c in range(w):
@@ -112,6 +143,7 @@ def _bn_forward_cpu(x, gamma, beta, eps, y, mean, invstd):
                 yr = _row(y, n, c0, w)
                 for c in range(w):
                     yr[c] = xr[c] * a[c] + b[c]
+                    yr[c] = _leaky(yr[c], slope)
                 continue
             for c in range(w):
                 xr = x[n, c0 + c]
@@ -120,10 +152,13 @@ def _bn_forward_cpu(x, gamma, beta, eps, y, mean, invstd):
                 bc = b[c]
                 for k in range(l_):
                     yr[k] = xr[k] * ac + bc
+                    yr[k] = _leaky(yr[k], slope)
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def _bn_backward_cpu(x, gy, mean, invstd, gamma, gx, ggamma, gbeta):
+def _bn_backward_cpu(x, gy, z, slope, mean, invstd, gamma, gx, ggamma, gbeta):
+    """The gradients of batchnorm at gy; with z, of leaky_relu(batchnorm(x), slope) = z at
+    gy (the gradient at the ReLU's output)."""
     n_, c_, l_ = x.shape
     m = n_ * l_
     cb, nb = _blocks(n_, c_, l_)
@@ -135,7 +170,7 @@ def _bn_backward_cpu(x, gy, mean, invstd, gamma, gx, ggamma, gbeta):
             mu[c] = mean[c0 + c]
         sg = np.zeros(w)
         sgx = np.zeros(w)
-        _sums(x, gy, c0, w, mu, sg, sgx)
+        _sums(x, gy, c0, w, mu, sg, sgx, z, slope)
         # gx = a * (gy - (sg + xhat * sgx') / m), sgx' = sgx * inv = sum(gy * xhat)
         a = np.empty(w)
         k1 = np.empty(w)
@@ -152,8 +187,14 @@ def _bn_backward_cpu(x, gy, mean, invstd, gamma, gx, ggamma, gbeta):
                 xr = _row(x, n, c0, w)
                 gr = _row(gy, n, c0, w)
                 out = _row(gx, n, c0, w)
-                for c in range(w):
-                    out[c] = a[c] * (gr[c] - (k0[c] + (xr[c] - mu[c]) * k1[c]))
+                if z is None:
+                    for c in range(w):
+                        out[c] = a[c] * (gr[c] - (k0[c] + (xr[c] - mu[c]) * k1[c]))
+                else:
+                    zr = _row(z, n, c0, w)
+                    for c in range(w):
+                        out[c] = a[c] * (_act(gr[c], zr[c], slope)
+                                         - (k0[c] + (xr[c] - mu[c]) * k1[c]))
                 continue
             for c in range(w):
                 xr = x[n, c0 + c]
@@ -163,31 +204,41 @@ def _bn_backward_cpu(x, gy, mean, invstd, gamma, gx, ggamma, gbeta):
                 mc = mu[c]  # not `m`: that name holds n * L outside this parallel loop
                 kc0 = k0[c]
                 kc1 = k1[c]
-                for k in range(l_):
-                    out[k] = ac * (gr[k] - (kc0 + (xr[k] - mc) * kc1))
+                if z is None:
+                    for k in range(l_):
+                        out[k] = ac * (gr[k] - (kc0 + (xr[k] - mc) * kc1))
+                else:
+                    zr = z[n, c0 + c]
+                    for k in range(l_):
+                        out[k] = ac * (_act(gr[k], zr[k], slope) - (kc0 + (xr[k] - mc) * kc1))
 
 
 @on_device
-def batch_norm_forward(x, gamma, beta, eps: float):
-    """x (N, C, L) -> y, batch mean (C,), 1/sqrt(batch var + eps) (C,)."""
+def batch_norm_forward(x, gamma, beta, eps: float, slope: float | None = None):
+    """x (N, C, L) -> y, batch mean (C,), 1/sqrt(batch var + eps) (C,); with `slope`, y is
+    leaky_relu(batchnorm(x), slope) (slope >= 0; the CPU's fused kernel)."""
     c = x.shape[1]
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     mean = np.empty(c, x.dtype)
     invstd = np.empty(c, x.dtype)
-    _bn_forward_cpu(x, gamma, beta, eps, y, mean, invstd)
+    _bn_forward_cpu(x, gamma, beta, eps, x.dtype.type(1 if slope is None else slope), y, mean,
+                    invstd)
     return y, mean, invstd
 
 
 @on_device
-def batch_norm_backward(x, gy, mean, invstd, gamma):
-    """Gradients of training-mode batchnorm: gx (N, C, L), ggamma (C,), gbeta (C,)."""
+def batch_norm_backward(x, gy, mean, invstd, gamma, z=None, slope: float = 1.0):
+    """Gradients of training-mode batchnorm: gx (N, C, L), ggamma (C,), gbeta (C,); with z,
+    of y = leaky_relu(batchnorm(x), slope), z its value (gy the gradient at it)."""
     c = x.shape[1]
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    if z is not None:
+        z = np.ascontiguousarray(z)
     gx = np.empty_like(x)
     ggamma = np.empty(c, x.dtype)
     gbeta = np.empty(c, x.dtype)
-    _bn_backward_cpu(x, gy, mean, invstd, gamma, gx, ggamma, gbeta)
+    _bn_backward_cpu(x, gy, z, x.dtype.type(slope), mean, invstd, gamma, gx, ggamma, gbeta)
     return gx, ggamma, gbeta
 
 
@@ -279,7 +330,8 @@ def _channel_threads() -> int:
 
 
 @batch_norm_forward.cuda
-def batch_norm_forward_cuda(x, gamma, beta, eps: float):
+def batch_norm_forward_cuda(x, gamma, beta, eps: float, slope: float | None = None):
+    """As the CPU's; with `slope`, the leaky ReLU runs as a second kernel."""
     xp = backend.array_module(x)
     x = xp.ascontiguousarray(x)
     c = x.shape[1]
@@ -291,14 +343,19 @@ def batch_norm_forward_cuda(x, gamma, beta, eps: float):
     if c:
         _cuda.launch(_bn_forward_cuda, c, _channel_threads(), x, gamma, beta, x.dtype.type(eps),
                      y, mean, invstd)
+    if slope is not None:
+        y = leaky_relu_cuda(y, slope)
     return y, mean, invstd
 
 
 @batch_norm_backward.cuda
-def batch_norm_backward_cuda(x, gy, mean, invstd, gamma):
+def batch_norm_backward_cuda(x, gy, mean, invstd, gamma, z=None, slope: float = 1.0):
+    """As the CPU's; with z, the leaky ReLU's gradient runs as a kernel of its own first."""
     xp = backend.array_module(x)
     x = xp.ascontiguousarray(x)
     gy = xp.ascontiguousarray(gy, dtype=x.dtype)
+    if z is not None:
+        gy = leaky_relu_grad_cuda(xp.ascontiguousarray(z, dtype=x.dtype), gy, slope)
     mean, invstd, gamma = (xp.ascontiguousarray(a, dtype=x.dtype) for a in (mean, invstd, gamma))
     c = x.shape[1]
     gx = xp.empty_like(x)

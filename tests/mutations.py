@@ -282,6 +282,18 @@ MUTANTS = [
            "DeZero's bug: 1/std treated as a constant in the second derivative"),
     Mutant("bn-running-var-biased", "minigan/functional/norm.py",
            "- eps) * (m / (m - 1))", "- eps)", (T_NORM,), "running"),
+    # -- batchnorm fused with the LeakyReLU / ReLU after it (Sequential's fusion)
+    Mutant("bn-fused-backward-ignores-relu-mask", KNORM,
+           "return g if z > 0 else g * slope", "return g", (T_KNORM, T_NORM, T_LAYERS),
+           "fused or fuses", "the fused backward passes gz through where the ReLU was off"),
+    Mutant("bn-fused-forward-skips-activation-on-channel-runs", KNORM,
+           "yr[k] = xr[k] * ac + bc\n                    yr[k] = _leaky(yr[k], slope)",
+           "yr[k] = xr[k] * ac + bc", (T_KNORM, T_NORM, T_LAYERS), "fused or fuses"),
+    Mutant("bn-fused-second-order-without-graph", "minigan/functional/norm.py",
+           "if is_grad_enabled():  # a graph of the gradient",
+           "if False:  # a graph of the gradient", (T_NORM, T_LAYERS), "fused or fusion"),
+    Mutant("sequential-fuses-hooked-modules", "minigan/nn/layers.py",
+           "or _hooked(m) or _hooked(after)):", "):", (T_LAYERS,), "fusion"),
     # -- activations
     Mutant("leaky-relu-slope-on-wrong-side", "kernels/activation.py",
            "for i in prange(x.size):\n        v = x[i]\n        y[i] = v if v > 0 else v * slope",

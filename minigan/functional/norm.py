@@ -6,23 +6,36 @@ from .. import backend
 from ..autograd import Function, Tensor, as_tensor, enable_grad, grad, is_grad_enabled
 from ..kernels import norm as K
 from ..kernels.layout import batch_last
+from .activation import LeakyReLUGrad, leaky_relu
 from .math import transpose
 
 
 class BatchNormTrain(Function):
-    """y = (x - mean) / sqrt(var + eps) * gamma + beta over a (N, C, L) view, batch statistics."""
+    """y = (x - mean) / sqrt(var + eps) * gamma + beta over a (N, C, L) view, batch statistics.
 
-    def __init__(self, eps: float):
-        self.eps = eps
+    With `slope` (>= 0), y = leaky_relu(that, slope) in one pass (a BatchNorm followed by a
+    LeakyReLU or ReLU, fused by nn.Sequential): the normalised values are never stored, and
+    the backward takes the ReLU's gradient from y itself (y > 0 exactly where its input is)."""
+
+    def __init__(self, eps: float, slope: float | None = None):
+        self.eps, self.slope = eps, slope
+        self.retain_outputs = slope is not None
 
     def forward(self, x, gamma, beta):
-        y, self.mean, self.invstd = K.batch_norm_forward(x, gamma, beta, self.eps)
+        y, self.mean, self.invstd = K.batch_norm_forward(x, gamma, beta, self.eps, self.slope)
         return y
 
     def backward(self, gy):
         x, gamma, _ = self.inputs
-        gx, ggamma, gbeta = BatchNormGrad(self.eps, self.mean, self.invstd)(x, gamma, gy)
-        return gx, ggamma, gbeta
+        grad = BatchNormGrad(self.eps, self.mean, self.invstd)
+        if self.slope is None:
+            return grad(x, gamma, gy)
+        z = self.saved_outputs[0]
+        if is_grad_enabled():  # a graph of the gradient: the two steps as their Functions
+            return grad(x, gamma, LeakyReLUGrad(self.slope)(Tensor(z), gy))
+        gx, ggamma, gbeta = K.batch_norm_backward(x.data, gy.data, self.mean, self.invstd,
+                                                  gamma.data, z, self.slope)
+        return Tensor(gx), Tensor(ggamma), Tensor(gbeta)
 
 
 class BatchNormGrad(Function):
@@ -66,11 +79,14 @@ def batch_norm_grad_reference(x, gamma, gy, eps):
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+               momentum: float = 0.1, eps: float = 1e-5, *, _slope: float | None = None
+               ) -> Tensor:
     """Normalise each channel of x (N, C, ...) as torch.nn.functional.batch_norm.
 
     In training mode the batch statistics are used and the running arrays (if given) are
     updated in place: r = (1 - momentum) * r + momentum * stat, with the unbiased variance.
+    `_slope` (training mode, the CPU only): leaky_relu(batch_norm(...), _slope) in one
+    pass, for nn.Sequential's fusion of a BatchNorm and the LeakyReLU or ReLU after it.
     """
     x = as_tensor(x)
     if x.ndim < 2:
@@ -103,7 +119,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
         if m < 2:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when "
                              f"training, got input of shape {tuple(x.shape)}")
-        fn = BatchNormTrain(eps)
+        fn = BatchNormTrain(eps, _slope)
         y = fn(x3, gamma, beta)
         if running_mean is not None:
             var = (1.0 / (fn.invstd.astype(xp.float64) ** 2) - eps) * (m / (m - 1))
@@ -116,4 +132,5 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
         raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
     scale = gamma * Tensor((running_var + eps) ** -0.5)
     shift = beta - Tensor(running_mean) * scale
-    return back(x3 * scale.reshape(1, c, 1) + shift.reshape(1, c, 1))
+    y = back(x3 * scale.reshape(1, c, 1) + shift.reshape(1, c, 1))
+    return y if _slope is None else leaky_relu(y, _slope)

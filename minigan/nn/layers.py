@@ -120,6 +120,10 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", xp.zeros((), np.int64))
 
     def forward(self, x):
+        return self._forward(x)
+
+    def _forward(self, x, slope=None):
+        """forward(x), then leaky_relu(., slope) if a slope is given (Sequential's fusion)."""
         x = _tensor(x)
         _expect(self, x, self.ndims, self.num_features)
         use_batch = self.training or not self.track_running_stats
@@ -128,7 +132,7 @@ class _BatchNorm(Module):
         rm = self.running_mean if self.track_running_stats else None
         rv = self.running_var if self.track_running_stats else None
         return F.batch_norm(x, rm, rv, self.weight, self.bias, use_batch, self.momentum,
-                            self.eps)
+                            self.eps, _slope=slope)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
@@ -228,6 +232,24 @@ class Upsample(Module):
         return f"scale_factor={self.scale_factor}, mode='nearest'"
 
 
+def _hooked(m: Module) -> bool:
+    return m._hooks is not None and any(m._hooks.values())
+
+
+def _fusable(m: Module, after: Module) -> float | None:
+    """The slope when Sequential may run `m` and `after` as one fused pass: a BatchNorm in
+    training mode followed by a LeakyReLU (slope >= 0) or ReLU, neither subclassed nor hooked
+    (a hook sees what the module alone gives); else None."""
+    if (type(m) not in (BatchNorm1d, BatchNorm2d) or not m.training
+            or _hooked(m) or _hooked(after)):
+        return None
+    if type(after) is ReLU:
+        return 0.0
+    if type(after) is LeakyReLU and after.negative_slope >= 0:
+        return float(after.negative_slope)
+    return None
+
+
 class Sequential(Module):
     """Modules applied in order, named '0', '1', ... as in PyTorch."""
 
@@ -237,8 +259,17 @@ class Sequential(Module):
             setattr(self, str(i), m)
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            m = modules[i]
+            slope = _fusable(m, modules[i + 1]) if i + 1 < len(modules) else None
+            if slope is None:
+                x = m(x)
+                i += 1
+            else:  # a BatchNorm and its activation in one pass (kernels/norm.py)
+                x = m._forward(x, slope)
+                i += 2
         return x
 
     def __getitem__(self, i):

@@ -188,6 +188,29 @@ def test_batch_norm(dev, dtype, shape):
     assert dev.launched == {"_bn_forward_cuda", "_bn_backward_cuda"}
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_batch_norm_with_leaky_relu(dev, dtype, slope):
+    """The fused CPU kernels' interface on the GPU (batchnorm, then the activation's kernel):
+    the same values as the CPU's fused kernels."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 2, 13)).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 2, 2).astype(dtype), rng.standard_normal(2).astype(dtype)
+    gz = rng.standard_normal(x.shape).astype(dtype)
+    got = dev.run(norm.batch_norm_forward, x, gamma, beta, 1e-5, slope)
+    want = norm.batch_norm_forward(x, gamma, beta, 1e-5, slope)
+    assert (want[0] < 0).any() == (slope > 0) and (want[0] == 0).any() == (slope == 0)
+    for g, w, name in zip(got, want, ("z", "mean", "invstd")):
+        close(g, w, dtype, f"batch_norm_forward(slope={slope}) {name}", tol32=2e-5)
+    z, mean, invstd = want
+    got = dev.run(norm.batch_norm_backward, x, gz, mean, invstd, gamma, z, slope)
+    want = norm.batch_norm_backward(x, gz, mean, invstd, gamma, z, slope)
+    for g, w, name in zip(got, want, ("gx", "ggamma", "gbeta")):
+        close(g, w, dtype, f"batch_norm_backward(slope={slope}) {name}", tol32=5e-5)
+    assert dev.launched == {"_bn_forward_cuda", "_bn_backward_cuda", "_leaky_relu_cuda",
+                            "_leaky_relu_grad_cuda"}
+
+
 def test_batch_norm_variance_is_sound(dev):
     """A large mean and a small spread: one-pass E[x^2] - E[x]^2 would lose every digit."""
     x = 1e8 + np.random.default_rng(5).standard_normal((4, 2, 9))

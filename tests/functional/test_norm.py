@@ -279,3 +279,50 @@ def test_batchnorm_layers_on_wide_contiguous_batches(shape):
     assert int(layer.num_batches_tracked) == 1
     _assert_running_stats(layer.running_mean, layer.running_var, want, n, 0.1, np.float32,
                           shape)
+
+
+def _kink_free_batch(n, c, rest, seed):
+    """(x, gamma, beta) whose normalised values all keep 0.05 away from the ReLU's kink, where a
+    central difference would straddle it."""
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal((n, c, *rest))
+    gamma, beta = gen.uniform(0.5, 2, c), gen.standard_normal(c) * 0.5
+    for _ in range(8):
+        y = bn_train_ref(x, gamma, beta, 1e-5)
+        near = np.abs(y) < 0.05
+        if not near.any():
+            return x, gamma, beta
+        x = x + near * 0.2 * np.sign(y + 1e-12) / _per_channel(gamma, x)
+    raise AssertionError("could not move the data off the kink")
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+@pytest.mark.parametrize("shape", [(4, 2), (3, 2, 5), (2, 3, 2, 2)], ids=str)
+def test_batch_norm_fused_with_leaky_relu_first_and_second_order(slope, shape):
+    """batch_norm(..., _slope=s), the pass nn.Sequential fuses a BatchNorm and its LeakyReLU or
+    ReLU into: forward and first-order VJP against leaky_relu of the float64 closed forms,
+    gradcheck and gradgradcheck (the second order goes through the unfused Functions)."""
+    x, gamma, beta = _kink_free_batch(shape[0], shape[1], shape[2:], seed=11)
+    eps = 1e-5
+
+    def reference(x, g, b):
+        y = bn_train_ref(x, g, b, eps)
+        return np.where(y > 0, y, slope * y)
+
+    def vjp_reference(x, g, b, gz):
+        y = bn_train_ref(x, g, b, eps)
+        return bn_train_vjp_ref(x, g, np.where(y > 0, gz, slope * gz), eps)
+
+    OpTest("batch_norm+leaky_relu",
+           lambda x, g, b: F.batch_norm(x, None, None, g, b, True, eps=eps, _slope=slope),
+           [x, gamma, beta], reference=reference, vjp_reference=vjp_reference,
+           params={"slope": slope, "training": True}).check()
+
+
+def test_batch_norm_fused_eval_mode_applies_the_activation():
+    """Evaluation mode has no fused kernel; the slope still applies after the normalisation."""
+    gen = np.random.default_rng(12)
+    x, rm, rv = gen.standard_normal((5, 3)), gen.standard_normal(3), gen.uniform(0.5, 2, 3)
+    y = F.batch_norm(mg.tensor(x), rm, rv, training=False, _slope=0.1).data
+    want = bn_eval_ref(x, np.ones(3), np.zeros(3), rm, rv, 1e-5)
+    assert_close(y, np.where(want > 0, want, 0.1 * want), 1e-12, 1e-12, "eval batch_norm + slope")

@@ -241,3 +241,128 @@ def test_sequential_container():
     assert len(net) == 7 and isinstance(net[3], nn.BatchNorm2d)
     assert [type(m).__name__ for m in net][:2] == ["Conv2d", "LeakyReLU"]
     assert "(0): Conv2d(1, 2, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))" in repr(net)
+
+
+def _fusion_net(dtype):
+    """Batch-last activations (a float32 convolution with 16 channels takes the shifted-GEMM
+    path) into BatchNorm2d + LeakyReLU, then BatchNorm1d + ReLU on a (N, C) batch."""
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+                        nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(16 * 5 * 5, 8),
+                        nn.BatchNorm1d(8), nn.ReLU())
+    gen = np.random.default_rng(0)
+    for p in net.parameters():
+        p.data[...] = gen.standard_normal(p.shape).astype(dtype) * 0.5
+    return net.to_dtype(dtype) if hasattr(net, "to_dtype") else net
+
+
+class _Spy:
+    """Counts the fused batchnorm passes and the separate LeakyReLU kernels a forward makes."""
+
+    def __init__(self, monkeypatch):
+        from minigan.kernels import activation, norm
+        self.fused = self.leaky = 0
+        real_bn, real_leaky = norm.batch_norm_forward, activation.leaky_relu
+
+        def bn(x, g, b, eps, slope=None):
+            self.fused += slope is not None
+            return real_bn(x, g, b, eps, slope)
+
+        def leaky(x, slope):
+            self.leaky += 1
+            return real_leaky(x, slope)
+
+        monkeypatch.setattr(norm, "batch_norm_forward", bn)
+        monkeypatch.setattr(activation, "leaky_relu", leaky)
+
+
+def _run(net, x, by_module):
+    """Output, input gradient and parameter gradients of sum(out * w), through the Sequential
+    or its modules called one by one."""
+    for p in net.parameters():
+        p.grad = None
+    xt = mg.tensor(x, requires_grad=True)
+    h = xt
+    if by_module:
+        for m in net:
+            h = m(h)
+    else:
+        h = net(xt)
+    w = np.random.default_rng(1).standard_normal(h.shape).astype(x.dtype)
+    (h * mg.tensor(w)).sum().backward()
+    return [h.data.copy(), xt.grad.data.copy()] + [p.grad.data.copy() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_fuses_batchnorm_and_activation(monkeypatch, dtype):
+    """In training mode a Sequential runs BatchNorm + LeakyReLU (or ReLU) as one pass, with the
+    same output and gradients, bit for bit, as the modules called one by one; the running
+    statistics move the same way."""
+    x = np.random.default_rng(2).standard_normal((6, 3, 5, 5)).astype(dtype)
+    fused_net, plain_net = _fusion_net(dtype), _fusion_net(dtype)
+    spy = _Spy(monkeypatch)
+    fused = _run(fused_net, x, by_module=False)
+    assert (spy.fused, spy.leaky) == (2, 0)
+    plain = _run(plain_net, x, by_module=True)
+    assert (spy.fused, spy.leaky) == (2, 2)
+    for i, (a, b) in enumerate(zip(fused, plain, strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"fused and unfused differ in item {i}")
+    for name, buf in fused_net.state_dict().items():
+        np.testing.assert_array_equal(buf, plain_net.state_dict()[name], err_msg=name)
+    assert int(fused_net[1].num_batches_tracked) == 1
+
+
+def test_sequential_fusion_gives_way(monkeypatch):
+    """No fusion where it would change what a user sees or gets: a forward hook on either
+    module (the hook must see the BatchNorm's own output), evaluation mode, a negative slope,
+    a subclass of either layer."""
+    x = mg.tensor(np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32))
+    spy = _Spy(monkeypatch)
+
+    class MyReLU(nn.ReLU):
+        pass
+
+    seen = []
+    bn = nn.BatchNorm1d(5)
+    hooked = nn.Sequential(bn, nn.LeakyReLU(0.2))
+    handle = bn.register_forward_hook(lambda m, a, out: seen.append(out.data.copy()))
+    hooked(x)
+    assert spy.fused == 0 and spy.leaky == 1 and len(seen) == 1 and (seen[0] < 0).any()
+    handle.remove()
+    hooked(x)
+    assert spy.fused == 1 and spy.leaky == 1                 # hook gone: fused again
+    for net in (nn.Sequential(nn.BatchNorm1d(5), nn.LeakyReLU(-0.5)),
+                nn.Sequential(nn.BatchNorm1d(5), MyReLU()),
+                nn.Sequential(nn.BatchNorm1d(5), nn.ReLU()).eval()):
+        before = spy.leaky
+        y = net(x)
+        assert spy.fused == 1 and spy.leaky == before + 1, repr(net)
+        assert y.shape == x.shape
+
+
+def test_sequential_fusion_second_order_matches_unfused():
+    """Gradients of gradients (create_graph, as a gradient penalty takes them) through the fused
+    pass equal those through the separate modules."""
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.LeakyReLU(0.2), nn.Linear(6, 1))
+    x0 = np.random.default_rng(4).standard_normal((5, 4))
+    for p in net.parameters():
+        p.data = p.data.astype(np.float64)
+    out = []
+    for by_module in (False, True):
+        for p in net.parameters():
+            p.grad = None
+        x = mg.tensor(x0, requires_grad=True)
+        y = x
+        if by_module:
+            for m in net:
+                y = m(y)
+        else:
+            y = net(x)
+        (gx,) = mg.autograd.grad([y.sum()], [x], create_graph=True)
+        (gx * gx).sum().backward()
+        out.append([x.grad] + [p.grad for p in net.parameters()])
+    for i, (a, b) in enumerate(zip(*out, strict=True)):
+        assert (a is None) == (b is None), f"item {i}: a gradient on one side only"
+        if a is not None:
+            np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+    # x, W1, b1, gamma and W2 are in the input gradient's graph; beta and the last bias are not
+    assert [g is not None for g in out[0]] == [True, True, True, True, False, True, False]
