@@ -85,12 +85,16 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
 
     In training mode the batch statistics are used and the running arrays (if given) are
     updated in place: r = (1 - momentum) * r + momentum * stat, with the unbiased variance.
-    `_slope` (training mode, the CPU only): leaky_relu(batch_norm(...), _slope) in one
-    pass, for nn.Sequential's fusion of a BatchNorm and the LeakyReLU or ReLU after it.
+    `_slope` (>= 0): leaky_relu(batch_norm(...), _slope), in training mode as one pass (on
+    the GPU its two kernels in turn): nn.Sequential's fusion of a BatchNorm and the LeakyReLU
+    or ReLU after it.
     """
     x = as_tensor(x)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected input (N, C) or (N, C, ...), got {tuple(x.shape)}")
+    if _slope is not None and not _slope >= 0:
+        raise ValueError(f"batch_norm: _slope must be >= 0 (the fused backward reads the "
+                         f"ReLU's gradient off its output), got {_slope}")
     if x.dtype.kind != "f":
         raise TypeError(f"batch_norm: input must be a float array, got {x.dtype}")
     n, c = x.shape[:2]

@@ -319,6 +319,11 @@ def test_batch_norm_fused_with_leaky_relu_first_and_second_order(slope, shape):
            params={"slope": slope, "training": True}).check()
 
 
+def test_batch_norm_fused_refuses_a_negative_slope():
+    with pytest.raises(ValueError, match="_slope must be >= 0"):
+        F.batch_norm(mg.tensor(np.ones((2, 3))), None, None, training=True, _slope=-0.1)
+
+
 def test_batch_norm_fused_eval_mode_applies_the_activation():
     """Evaluation mode has no fused kernel; the slope still applies after the normalisation."""
     gen = np.random.default_rng(12)
