@@ -131,7 +131,7 @@ class Swap:
             return swap._register(grid(*a, **k))
 
         def run(calls):
-            if calls.rows:
+            if len(calls.rows):
                 table = swap._moved(np.array(calls.rows, np.int64))
                 t = time.perf_counter()
                 _KERNEL(swap.gemm, table, np.int32(0))          # MKL's LP64 integers

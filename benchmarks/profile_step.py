@@ -99,12 +99,15 @@ def gemm_rates(step, a) -> dict:
     includes one ctypes call's overhead (a few microseconds)."""
     import time
 
+    import numpy as np
+
     from minigan.kernels import shifted as S
 
     real, rows = S._Calls.run, {}
 
     def timed(calls):
-        for ta, tb, m, n, k, pa, lda, pb, ldb, beta, pc, ldc in calls.rows:
+        table = np.asarray(calls.rows, np.int64).reshape(-1, 12).tolist()  # ctypes takes ints
+        for ta, tb, m, n, k, pa, lda, pb, ldb, beta, pc, ldc in table:
             t0 = time.perf_counter()
             S._gemm(ta == S._TRANS, tb == S._TRANS, m, n, k, pa, lda, pb, ldb, float(beta), pc,
                     ldc)

@@ -189,20 +189,33 @@ def _gemms_cpu(at, calls, width):
 
 class _Calls:
     """A chunk's GEMMs, gathered as `_gemm`'s arguments (beta 0 or 1) and run by `run()` in
-    one call into `_gemms_cpu`, in the order they were added."""
+    one call into `_gemms_cpu`, in the order they were added. `rows` is a list of them, or an
+    int64 table with a row each (`placed`)."""
 
     __slots__ = ("rows",)
 
-    def __init__(self):
-        self.rows = []
+    def __init__(self, rows=None):
+        self.rows = [] if rows is None else rows
 
     def add(self, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
         self.rows.append((_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
                           m, n, k, a, lda, b, ldb, int(beta), c, ldc))
 
+    def table(self):
+        """The calls as a read-only int64 table, a row each."""
+        table = np.array(self.rows, np.int64).reshape(-1, 12)
+        table.flags.writeable = False
+        return table
+
+    @classmethod
+    def placed(cls, table, a, b, c):
+        """The calls of a `table` made with the operands A, B and C at address 0 (their
+        addresses there are offsets in bytes), with A, B and C at addresses a, b and c."""
+        return cls(table + np.array((0, 0, 0, 0, 0, a, 0, b, 0, 0, c, 0), np.int64))
+
     def run(self):
-        if self.rows:
-            _gemms_cpu(_SGEMM_AT, np.array(self.rows, np.int64), _INT)
+        if len(self.rows):
+            _gemms_cpu(_SGEMM_AT, np.asarray(self.rows, np.int64), _INT)
 
 
 def _f32(a):
@@ -310,11 +323,12 @@ def _layout(plan, wp, ow):
     return wq, max(0, -lo), max(0, hi)
 
 
+@functools.lru_cache(maxsize=256)
 def _pieces(plan, oh, ow, hp, wp, wq):
     """The GEMMs of a convolution as (plan index, first, last + 1 output pixel), pixels
     numbered row-major over oh x wq: one per shift that fits its rows' zero columns (all of
     its rows that meet the input at once), else one per output row (the columns that read
-    the input only)."""
+    the input only). A tuple, made once per geometry."""
     out = []
     for g, (dy, dx, _, _) in enumerate(plan):
         y0, y1 = max(0, -dy), min(oh, hp - dy)
@@ -326,7 +340,7 @@ def _pieces(plan, oh, ow, hp, wp, wq):
         x0, x1 = max(0, -dx), min(ow, wp - dx)
         if x0 < x1:
             out.extend((g, oy * wq + x0, oy * wq + x1) for oy in range(y0, y1))
-    return out
+    return tuple(out)
 
 
 def split(x, sh, sw, kh, kw, ph, pw, oh, ow):
@@ -480,9 +494,20 @@ def _from_taps_cpu(a, pos, out):
                 out[o, c, t] = a[o, pos[t] * ci + c]
 
 
+@functools.lru_cache(maxsize=64)
 def _order(plan, kw):
-    """The taps (i * kw + j) in the order the plan's GEMMs take them."""
-    return np.array([i * kw + j for _, _, _, taps in plan for i, j in taps], np.int64)
+    """The taps (i * kw + j) in the order the plan's GEMMs take them (read-only)."""
+    order = np.array([i * kw + j for _, _, _, taps in plan for i, j in taps], np.int64)
+    order.flags.writeable = False
+    return order
+
+
+@functools.lru_cache(maxsize=64)
+def _positions(plan, kw):
+    """Where each tap is in `_order` (read-only)."""
+    pos = np.argsort(_order(plan, kw))
+    pos.flags.writeable = False
+    return pos
 
 
 class TapWeights:
@@ -498,9 +523,12 @@ class TapWeights:
         self.a, self.offset, self.k, self.plan = a, offset, k, plan
 
 
+@functools.lru_cache(maxsize=256)
 def _offsets(plan, ci):
-    k = [len(taps) * ci for _, _, _, taps in plan]
-    return [int(o) for o in np.cumsum([0] + k)[:-1]], k
+    """(offset, k): where each of the plan's GEMMs starts in a `TapWeights` row, and how many
+    columns it takes there."""
+    k = tuple(len(taps) * ci for _, _, _, taps in plan)
+    return tuple(int(o) for o in np.cumsum((0,) + k)[:-1]), k
 
 
 def _tap_rows(w, plan):
@@ -537,27 +565,84 @@ def conv2d(x, w, sh, sw, ph, pw, oh, ow, rows=None):
     plan = _plan(kh, kw, sh, sw, ph, pw)
     rows = _rows_for(rows, w, plan)
     pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
-    size = oh * wq * n
     fresh = bool(pieces) and pieces[0][1:] == (0, oh * wq)  # the first GEMM writes all
-    out = (np.empty if fresh else np.zeros)((co, size), np.float32)
+    out = (np.empty if fresh else np.zeros)((co, oh * wq * n), np.float32)
     x_ptr, o_ptr = xs.buf.ctypes.data, out.ctypes.data
     w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
 
     def chunk(q0, q1):  # output pixels q0 .. q1-1 (row-major over oh x wq)
-        calls = _Calls()
-        for c, (g, u0, u1) in enumerate(pieces):
-            a, b = max(q0, u0), min(q1, u1)
-            if a >= b:
-                continue
-            dy, dx, p0, _ = plan[g]
-            calls.add(False, False, co, (b - a) * n, rows.k[g], w_ptr + 4 * rows.offset[g], lda,
-                      x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
-                      0.0 if fresh and c == 0 else 1.0, o_ptr + 4 * a * n, size)
-        calls.run()
+        _Calls.placed(_conv_calls(plan, oh, ow, xs.hp, xs.wp, wq, n, ci, co, ld, xs.base, lda,
+                                  fresh, q0, q1), w_ptr, x_ptr, o_ptr).run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         POOL.run(oh * wq, chunk)
     return _compact(out, co, oh, wq, ow, n)
+
+
+# A chunk's GEMMs depend on the shapes and its pixels alone, not on the arrays: each kind is
+# made once per geometry and chunk as a `_Calls` table with A, B and C at address 0, and a
+# call adds the arrays' addresses (`_Calls.placed`). Their Python loops would otherwise run in
+# every call (about 1,000 GEMMs in a step of the half-width DCGAN, most of them one image row).
+
+@functools.lru_cache(maxsize=1024)
+def _conv_calls(plan, oh, ow, hp, wp, wq, n, ci, co, ld, base, lda, fresh, q0, q1):
+    """conv2d's GEMMs over output pixels q0 .. q1-1: A the tap rows, B the phase images, C the
+    output (`ld` and `base` those of the `Phases`, `lda` the tap rows' row length); the first
+    writes (beta 0) when `fresh`."""
+    pieces = _pieces(plan, oh, ow, hp, wp, wq)
+    offset, k = _offsets(plan, ci)
+    calls = _Calls()
+    for c, (g, u0, u1) in enumerate(pieces):
+        a, b = max(q0, u0), min(q1, u1)
+        if a >= b:
+            continue
+        dy, dx, p0, _ = plan[g]
+        calls.add(False, False, co, (b - a) * n, k[g], 4 * offset[g], lda,
+                  4 * (p0 * ci * ld + base + (a + dy * wq + dx) * n), ld,
+                  0.0 if fresh and c == 0 else 1.0, 4 * a * n, oh * wq * n)
+    return calls.table()
+
+
+@functools.lru_cache(maxsize=1024)
+def _input_grad_calls(plan, oh, ow, hp, wp, wq, n, ci, co, lda, fresh, q0, q1):
+    """conv2d_input_grad's GEMMs into phase pixels q0 .. q1-1: A the tap rows, B the output
+    gradient on its grid, C the stacked phase buffer (rows hp * wq * n long); the first
+    writes (beta 0) when `fresh`."""
+    pieces = _pieces(plan, oh, ow, hp, wp, wq)
+    offset, k = _offsets(plan, ci)
+    ld = hp * wq * n
+    calls = _Calls()
+    for c, (g, u0, u1) in enumerate(pieces):
+        dy, dx, p0, _ = plan[g]
+        shift = dy * wq + dx
+        a, b = max(q0, u0 + shift), min(q1, u1 + shift)
+        if a < b:
+            calls.add(True, False, k[g], (b - a) * n, co, 4 * offset[g], lda,
+                      4 * (a - shift) * n, oh * wq * n, 0.0 if fresh and c == 0 else 1.0,
+                      4 * (p0 * ci * ld + a * n), ld)
+    return calls.table()
+
+
+@functools.lru_cache(maxsize=1024)
+def _weight_grad_calls(plan, oh, ow, hp, wp, wq, n, ci, co, ld, base, q0, q1):
+    """conv2d_weight_grad's GEMMs over output pixels q0 .. q1-1, and the (offset, k) column
+    blocks none of them reaches: A the output gradient on its grid, B the phase images, C the
+    chunk's (Co, taps) sums (each block's first GEMM writes, beta 0; the others add)."""
+    pieces = _pieces(plan, oh, ow, hp, wp, wq)
+    offset, k = _offsets(plan, ci)
+    taps = sum(k)
+    calls = _Calls()
+    started = set()
+    for g, u0, u1 in pieces:
+        a, b = max(q0, u0), min(q1, u1)
+        if a < b:
+            dy, dx, p0, _ = plan[g]
+            calls.add(False, True, co, k[g], (b - a) * n, 4 * a * n, oh * wq * n,
+                      4 * (p0 * ci * ld + base + (a + dy * wq + dx) * n), ld,
+                      1.0 if g in started else 0.0, 4 * offset[g], taps)
+            started.add(g)
+    idle = tuple((offset[g], k[g]) for g in range(len(plan)) if g not in started)
+    return calls.table(), idle
 
 
 def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
@@ -583,17 +668,8 @@ def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     w_ptr, lda = rows.a.ctypes.data, rows.a.shape[1]
 
     def chunk(q0, q1):  # phase pixels q0 .. q1-1: each written by this chunk alone
-        calls = _Calls()
-        for c, (g, u0, u1) in enumerate(pieces):
-            dy, dx, p0, _ = plan[g]
-            shift = dy * wq + dx
-            a, b = max(q0, u0 + shift), min(q1, u1 + shift)
-            if a < b:
-                calls.add(True, False, rows.k[g], (b - a) * n, co, w_ptr + 4 * rows.offset[g],
-                          lda, g_ptr + 4 * (a - shift) * n, oh * wq * n,
-                          0.0 if fresh and c == 0 else 1.0,
-                          s_ptr + 4 * (p0 * ci * ld + a * n), ld)
-        calls.run()
+        _Calls.placed(_input_grad_calls(plan, oh, ow, hp, wp, wq, n, ci, co, lda, fresh, q0,
+                                        q1), w_ptr, g_ptr, s_ptr).run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         POOL.run(hp * wq, chunk)
@@ -613,28 +689,16 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
     ci, wq, ld = xs.c, xs.wq, xs.buf.shape[1]
     plan = _plan(kh, kw, sh, sw, ph, pw)
     g_grid = _gridded(gy, wq)
-    pieces = _pieces(plan, oh, ow, xs.hp, xs.wp, wq)
-    offset, k = _offsets(plan, ci)
     taps = kh * kw * ci
     x_ptr, g_ptr = xs.buf.ctypes.data, g_grid.ctypes.data
 
     def chunk(q0, q1):
         i = bounds.index(q0)
-        part = p_ptr + 4 * i * co * taps
-        calls = _Calls()
-        started = set()            # the blocks this chunk has written: the first write sets
-        for g, u0, u1 in pieces:   # (beta = 0), the others add
-            a, b = max(q0, u0), min(q1, u1)
-            if a < b:
-                dy, dx, p0, _ = plan[g]
-                calls.add(False, True, co, k[g], (b - a) * n, g_ptr + 4 * a * n, oh * wq * n,
-                          x_ptr + 4 * (p0 * ci * ld + xs.base + (a + dy * wq + dx) * n), ld,
-                          1.0 if g in started else 0.0, part + 4 * offset[g], taps)
-                started.add(g)
-        for g in range(len(plan)):  # shifts that only meet padding (in this chunk) add nothing
-            if g not in started:
-                parts[i, :, offset[g]:offset[g] + k[g]] = 0
-        calls.run()
+        table, idle = _weight_grad_calls(plan, oh, ow, xs.hp, xs.wp, wq, n, ci, co, ld,
+                                         xs.base, q0, q1)
+        for o, k in idle:  # shifts that only meet padding (in this chunk) add nothing
+            parts[i, :, o:o + k] = 0
+        _Calls.placed(table, g_ptr, x_ptr, p_ptr + 4 * i * co * taps).run()
 
     with _timed(2.0 * co * ci * kh * kw * oh * ow * n):
         # chunks (one buffer each) cut only now: the timer's start may switch the thread
@@ -645,5 +709,5 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
         POOL.run(oh * wq, chunk, bounds)
     total = parts[0] if len(parts) == 1 else parts.sum(axis=0)
     gw = np.empty((co, ci, kh * kw), np.float32)
-    _from_taps_cpu(total, np.argsort(_order(plan, kw)), gw)
+    _from_taps_cpu(total, _positions(plan, kw), gw)
     return gw.reshape(co, ci, kh, kw)

@@ -117,6 +117,37 @@ def test_dcgan_layers_and_the_adjoint_identity():
         assert abs(lhs - rhs) <= 1e-5 * np.sqrt(np.vdot(exact, exact) * np.vdot(gy, gy))
 
 
+@LAYOUTS
+def test_gemm_tables_made_once_serve_other_arrays(waste):
+    """A chunk's GEMMs are made once per geometry with the arrays at address 0, and each call
+    places them at its own arrays (`_Calls.placed`): calls of one geometry on fresh arrays,
+    with another geometry's between them, all match the naive loops, and the second round
+    finds every table made."""
+    geoms = [(2, 3, 4, (7, 7), (5, 5), (2, 2), (2, 2)), (3, 2, 3, (8, 6), (4, 4), (2, 2), (1, 1))]
+    kinds = (S._conv_calls, S._input_grad_calls, S._weight_grad_calls)
+    with layout(waste):
+        for kind in kinds:
+            kind.cache_clear()
+        for round_ in range(2):
+            before = [kind.cache_info().misses for kind in kinds]
+            for j, g in enumerate(geoms):
+                n, ci, co, hw, k, s, p = g
+                x, w, gy, (oh, ow) = _data(g, 10 * round_ + j)
+                y = _nchw(S.conv2d(_chwn(x), w, *s, *p, oh, ow))
+                gx = _nchw(S.conv2d_input_grad(_chwn(gy), w, *s, *p, *hw))
+                gw = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
+                f64 = [a.astype(np.float64) for a in (x, w, gy)]
+                a64 = [np.abs(a) for a in f64]
+                _check(y, conv2d_ref(*f64[:2], s, p), conv2d_ref(*a64[:2], s, p),
+                       ci * k[0] * k[1], f"conv2d {g}, round {round_}")
+                for got, exact, bound, kk, what in zip(
+                        (gx, gw), conv2d_vjp_ref(*f64, s, p), conv2d_vjp_ref(*a64, s, p),
+                        (co * k[0] * k[1], n * oh * ow), ("input grad", "weight grad")):
+                    _check(got, exact, bound, kk, f"{what} {g}, round {round_}")
+            made = [kind.cache_info().misses - b for kind, b in zip(kinds, before)]
+            assert (min(made) > 0) if round_ == 0 else (made == [0, 0, 0]), made
+
+
 def test_float64_is_left_to_im2col():
     assert not S.available(np.float64)
 
