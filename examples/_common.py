@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from minigan import backend
 from minigan.gan import TrainConfig, Trainer
 from minigan.precompile import compile_cpu_kernels
 from minigan.report import RunReport
@@ -20,15 +21,29 @@ def parser(description: str, epochs: int, out: str) -> argparse.ArgumentParser:
                    help="score 2,000 samples with a small classifier every N epochs (FD, modes, "
                         "collapse warning); the first use trains the classifier, minutes on a "
                         "CPU. Default 0: off (python -m minigan eval RUN scores a finished run)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="where to train (default: $MINIGAN_DEVICE, else cpu); cuda needs "
+                        "pip install '.[cuda13]' (or [cuda12]) and an NVIDIA GPU")
     return p
 
 
+def device(p: argparse.ArgumentParser, args) -> str:
+    """The device asked for (--device, else $MINIGAN_DEVICE, else cpu), or a usage error that
+    says why it cannot be used."""
+    try:
+        return backend.check_device(args.device)
+    except (RuntimeError, ValueError) as e:
+        p.error(str(e))
+
+
 def run(config: TrainConfig, restart: bool = False) -> dict:
-    """Train, continuing a stopped run in the same folder unless `restart`."""
+    """Train, continuing a stopped run in the same folder unless `restart` (on config.device,
+    which a continued run may change)."""
     out = Path(config.out)
     if not restart and (out / "checkpoints" / "last.npz").is_file():
         print(f"continuing the run in {out} (pass --restart to start over)")
-        trainer = Trainer.resume(out, epochs=config.epochs, callbacks=[RunReport()])
+        trainer = Trainer.resume(out, epochs=config.epochs, device=config.device,
+                                 callbacks=[RunReport()])
     else:
         trainer = Trainer(config, overwrite=True, callbacks=[RunReport()])
     print(f"{config.arch} on {config.dataset}: {len(trainer.images)} images "

@@ -9,7 +9,7 @@ into ~/.cache/minigan (the full "smiley face" file holds 124,386 drawings; --lim
 first N so that an epoch stays short). Stop with Ctrl-C and run the same command again to go on.
 """
 
-from _common import parser, run
+from _common import device, parser, run
 
 from minigan.gan import TrainConfig
 
@@ -37,6 +37,7 @@ def main() -> None:
     config = TrainConfig(
         dataset=f"quickdraw:{args.category}", limit=args.limit or None, **RECIPE,
         epochs=args.epochs, out=args.out, seed=args.seed, quality_every=args.quality_every,
+        device=device(p, args),
     )
     run(config, args.restart)
 

@@ -7,7 +7,7 @@ MNIST is read from $MINIGAN_DATA/mnist/ or downloaded once into ~/.cache/minigan
 minutes), so --limit helps for a first look (e.g. --limit 10000).
 """
 
-from _common import parser, run
+from _common import device, parser, run
 
 from minigan.gan import TrainConfig
 
@@ -17,7 +17,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="use the first N digits")
     args = p.parse_args()
     config = TrainConfig(dataset="mnist", limit=args.limit, arch="dcgan", epochs=args.epochs,
-                         out=args.out, seed=0, quality_every=args.quality_every)
+                         out=args.out, seed=0, quality_every=args.quality_every,
+                         device=device(p, args))
     run(config, args.restart)
 
 

@@ -14,7 +14,7 @@ curves.png shows the critic's Wasserstein estimate, the gradient penalty, and af
 the classifier Frechet distance and the digit classes covered.
 """
 
-from _common import parser, run
+from _common import device, parser, run
 
 from minigan.gan import TrainConfig
 
@@ -25,7 +25,8 @@ def main() -> None:
     args = p.parse_args()
     config = TrainConfig(dataset="mnist", limit=args.limit, arch="dcgan", loss="wgan-gp",
                          epochs=args.epochs, out=args.out, seed=0,
-                         quality_every=args.quality_every)
+                         quality_every=args.quality_every,
+                         device=device(p, args))
     run(config, args.restart)
 
 

@@ -28,6 +28,11 @@ else:
         # Our kernels run on the stream that produced their CuPy inputs, so stream order
         # already holds; numba's default would block the host on that stream at every launch.
         cuda.config.CUDA_ARRAY_INTERFACE_SYNC = 0
+    if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" not in os.environ:
+        # A GAN's small layers launch grids of a few blocks by nature (a 64-channel
+        # BatchNorm: 64 blocks); numba would warn at each new launch shape, dozens of
+        # lines in a training run's output. NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=1 brings them back.
+        cuda.config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 SIMULATOR = cuda is not None and bool(cuda.config.ENABLE_CUDASIM)
 THREADS = 256  # threads per block for elementwise kernels; a power of two (block reductions)
@@ -142,7 +147,19 @@ def launch(kern, blocks: int, threads: int, *args) -> None:
     """kern[blocks, threads, stream](*args), on the stream of the first argument's array."""
     if cuda is None:
         raise RuntimeError(missing_reason())
-    kern[blocks, threads, stream_for(args[0])](*args)
+    try:
+        kern[blocks, threads, stream_for(args[0])](*args)
+    except AttributeError as e:  # the first launch compiles; numba-cuda then imports its NumPy
+        if "module 'numpy' has no attribute" not in str(e):  # overloads, by name
+            raise
+        from importlib.metadata import version
+
+        import numpy
+        raise RuntimeError(
+            f"numba-cuda {version('numba-cuda')} cannot compile kernels with NumPy "
+            f"{numpy.__version__} ({e}): install a NumPy it supports (NumPy 2.5 removed "
+            "np.row_stack, which numba-cuda 0.30 still refers to): pip install 'numpy<2.5'"
+        ) from e
 
 
 def for_each(kern, n: int, *args) -> None:

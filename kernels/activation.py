@@ -58,7 +58,7 @@ def _leaky_relu_grad_cuda(x, gy, slope, gx):
 @leaky_relu.cuda
 def leaky_relu_cuda(x, slope: float):
     xp = backend.array_module(x)
-    x = xp.ascontiguousarray(x)
+    x = xp.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
     y = xp.empty_like(x)
     _cuda.for_each(_leaky_relu_cuda, x.size, x.reshape(-1), x.dtype.type(slope), y.reshape(-1))
     return y
@@ -67,8 +67,8 @@ def leaky_relu_cuda(x, slope: float):
 @leaky_relu_grad.cuda
 def leaky_relu_grad_cuda(x, gy, slope: float):
     xp = backend.array_module(gy)
-    gy = xp.ascontiguousarray(gy)
-    x = xp.ascontiguousarray(x, dtype=gy.dtype)
+    gy = xp.ascontiguousarray(gy).reshape(gy.shape)  # keeps 0-d arrays 0-d
+    x = xp.ascontiguousarray(x, dtype=gy.dtype).reshape(x.shape)
     gx = xp.empty_like(gy)
     _cuda.for_each(_leaky_relu_grad_cuda, gy.size, x.reshape(-1), gy.reshape(-1),
                    gy.dtype.type(slope), gx.reshape(-1))

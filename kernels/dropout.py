@@ -110,7 +110,7 @@ def dropout_cuda(x, p: float, key: int):
         _cuda.for_each(_dropout_batch_last_cuda, x2.size, x2, _threshold(p),
                        x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y, mask)
         return from_last_memory(y.reshape(mem.shape)), from_last_memory(mask.reshape(mem.shape))
-    x = xp.ascontiguousarray(x)
+    x = xp.ascontiguousarray(x).reshape(x.shape)  # keeps 0-d arrays 0-d
     y = xp.empty_like(x)
     mask = xp.empty_like(x)
     _cuda.for_each(_dropout_cuda, x.size, x.reshape(-1), _threshold(p),

@@ -38,3 +38,20 @@ def test_doodles_example_trains_its_recipe(tmp_path):
     own = {"epochs", "seed", "quality_every", "fd_every", "progress", "limit"}  # set apart
     assert {k: v for k, v in bench.DOODLES.items() if k not in own} == \
         {k: c[k] for k in bench.DOODLES if k not in own}
+
+
+@pytest.mark.parametrize("example", ["doodles.py", "mnist.py", "ellipses.py", "wgan_gp.py"])
+def test_examples_take_a_device_and_refuse_a_missing_gpu_in_one_line(example, tmp_path):
+    """--device cuda without CuPy / a GPU: a usage error that says why and what to do, before
+    any data is read or any run folder written."""
+    from minigan import backend
+    if backend.cuda_available():
+        pytest.skip("a GPU works here: --device cuda would train")
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, f"examples/{example}", "--device", "cuda", "--out",
+                          str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{example}: error: device 'cuda' was asked for but ") and \
+        "--device cpu" in last and "Traceback" not in res.stderr, res.stderr
+    assert not out.exists()

@@ -1,5 +1,7 @@
 """gradcheck, gradgradcheck and the OpTest harness catch what they must, and say where."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -150,7 +152,19 @@ def test_numeric_grad_and_assert_close():
 
 
 def test_devices_follow_the_environment(monkeypatch):
+    monkeypatch.delenv("MINIGAN_TEST_CUDA", raising=False)
     monkeypatch.setenv("MINIGAN_DEVICE", "cuda")
     assert devices() == ["cpu", "cuda"]
     monkeypatch.setenv("MINIGAN_DEVICE", "cpu")
     assert devices() == (["cpu", "cuda"] if mg.cuda_available() else ["cpu"])
+    monkeypatch.setenv("MINIGAN_TEST_CUDA", "1")  # the suite's form of MINIGAN_DEVICE=cuda
+    assert devices() == ["cpu", "cuda"]
+
+
+def test_the_suite_asked_for_the_gpu_keeps_the_cpu_as_default_device():
+    """tests/conftest.py: MINIGAN_DEVICE=cuda python -m pytest adds the GPU to the OpTests and
+    leaves new tensors on the CPU (run with it set, this checks the hand-over itself)."""
+    assert os.environ["MINIGAN_DEVICE"] == "cpu"
+    assert mg.randn(2).device == "cpu"
+    if os.environ.get("MINIGAN_TEST_CUDA") == "1":
+        assert devices() == ["cpu", "cuda"]

@@ -119,7 +119,8 @@ def test_default_init_is_kaiming_uniform_a_sqrt5(make, fan_in):
         a = t.numpy()
         assert a.dtype == np.float32
         assert np.abs(a).max() <= bound
-        assert np.abs(a).max() > 0.9 * bound  # fills the interval ...
+        if a.size >= 100:  # fills the interval (all of n draws under 0.9 b: 0.9^n, 3e-5 at 100)
+            assert np.abs(a).max() > 0.9 * bound
         if a.size >= 1000:  # ... uniformly: std of U(-b, b) is b / sqrt(3)
             assert abs(a.std() - bound / math.sqrt(3)) < 0.05 * bound
 
