@@ -1,4 +1,4 @@
-"""What the three examples share: flags, start-or-continue, and telling where things are."""
+"""What the examples share: flags, the device, start-or-continue, and telling where things are."""
 
 from __future__ import annotations
 
