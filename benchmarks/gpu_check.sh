@@ -7,7 +7,8 @@
 #    NumPy and on CuPy arrays, the functional ops, optimizers and a training step against the CPU;
 # 2. benchmarks/kernels_cuda.py: the elementwise kernels against the device's copy bandwidth;
 # 3. benchmarks/step.py --device cuda --compare torch: a training step of every model against
-#    PyTorch's on the same GPU;
+#    PyTorch's on the same GPU, and profile_step.py's split of a step into the GPU's wait and
+#    the host's own work;
 # 4. a short doodles run on the GPU (examples/doodles.py --device cuda), when
 #    $MINIGAN_DATA/quickdraw/smiley_face.npy is there;
 # 5. the gradient checks, layers and kernels with MINIGAN_DEVICE=cuda (every OpTest on the GPU too).
@@ -15,7 +16,7 @@
 # Needs CuPy and numba-cuda (pip install '.[cuda13]' or '[cuda12]'), PyTorch for step 4, pytest
 # and hypothesis. Each part has its own time limit, so one slow part cannot eat the others'.
 # Logs go to OUTDIR: cuda_tests.log, gpu_gradcheck.log, kernels_cuda.txt, step_cuda.jsonl,
-# doodles_gpu.log and the run's last sample grid.
+# profile_cuda.txt, doodles_gpu.log and the run's last sample grid.
 set -uo pipefail
 out=${1:-gpu_check}
 mkdir -p "$out"
@@ -64,6 +65,11 @@ if want 3; then
     part "3. a training step against PyTorch's, on the GPU"
     limit 90 $py benchmarks/step.py --device cuda --compare torch --steps 20 --warmup 5 2>&1 \
         | tee "$out/step_cuda.jsonl"
+    for m in "doodles 32" "dcgan64 64"; do  # the GPU's wait against the host's own work
+        set -- $m
+        limit 40 $py benchmarks/profile_step.py --device cuda --model "$1" --batch "$2" \
+            --steps 20 --top 30 2>&1 | tee -a "$out/profile_cuda.txt"
+    done
 fi
 
 if want 4; then

@@ -12,6 +12,12 @@ everything else is Python overhead (graph bookkeeping, argument checks).
     python benchmarks/profile_step.py --batch 256 --steps 5
     python benchmarks/profile_step.py --model dcgan64 --batch 128 --steps 3 --top 25
     python benchmarks/profile_step.py --model tf --batch 64 --gemm    # the BLAS's speed
+    python benchmarks/profile_step.py --device cuda --model doodles --batch 32 --top 30
+
+On a GPU the parts above do not apply (the work is queued, not done, where the profiler looks):
+it splits a step into the time spent waiting for the device (the synchronize at the step's end)
+and the host's own time, queueing kernels and running Python; when the wait is small, the step
+is bound by that queueing, not by the GPU, and the top functions say where it goes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pstats
 
 from step import minigan_step
 
+from minigan import backend
 from minigan.functional.math import MatMul
 
 MATMUL = MatMul.forward.__code__.co_firstlineno  # told apart from the other math Functions
@@ -52,24 +59,50 @@ def main() -> None:
                    help="tf, torch-style, doodles or dcgan64 (benchmarks/step.py)")
     p.add_argument("--top", type=int, default=0, help="also list the N functions with the most "
                                                       "own time")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--gemm", action="store_true",
                    help="instead: time every shifted-convolution GEMM (no profiler) and print "
                         "GFLOP/s by shape (transposes, M, K), slowest first")
     a = p.parse_args()
-    step, _ = minigan_step(a.batch, "cpu", a.model)
+    try:
+        backend.check_device(a.device)
+    except RuntimeError as e:
+        p.error(str(e))
+    step, _ = minigan_step(a.batch, a.device, a.model)
     for _ in range(2):
         step()
     if a.gemm:
         gemm_rates(step, a)
         return
+    if a.device == "cuda":
+        _, total, stats = part_times(step, a.steps)
+        wait = device_wait(stats)
+        print(f"{a.model}, batch {a.batch}, cuda: {total / a.steps:.4f} s per step (under the "
+              f"profiler); waiting for the GPU {wait / a.steps:.4f} s "
+              f"({100 * wait / total:.0f} %), the host's own work {(total - wait) / a.steps:.4f}"
+              f" s in {sum(v[1] for v in stats.values()) // a.steps} calls")
+        a.top = a.top or 25
+        part_times_top(stats, a)
+        return
     parts, total, stats = part_times(step, a.steps)
     print(f"{a.model}, batch {a.batch}: {total / a.steps:.3f} s per step (under the profiler)")
     for name, t in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {name:16s} {t / a.steps:7.3f} s  {100 * t / total:5.1f} %")
+    part_times_top(stats, a)
+
+
+def part_times_top(stats: dict, a) -> None:
+    """The a.top functions with the most own time, per step."""
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:a.top]
     for (file, line, fn), (_, calls, tottime, _, _) in top:
         print(f"  {tottime / a.steps:7.4f} s  {calls // a.steps:6d} calls  {fn}  "
               f"{file.rsplit('/', 2)[-2:]}:{line}")
+
+
+def device_wait(stats: dict) -> float:
+    """Seconds of own time in functions that wait for a device (CuPy's and numba's
+    synchronize), from pstats' table."""
+    return sum(v[2] for (_, _, fn), v in stats.items() if "synchronize" in fn)
 
 
 def part_times(step, steps: int) -> tuple[dict, float, dict]:

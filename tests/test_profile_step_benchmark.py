@@ -36,3 +36,29 @@ def test_a_convolution_step_is_mostly_gemm_under_the_profiler():
     # microseconds of everything else: GEMM must be the largest part by far
     parts, total, _ = profile_step.part_times(_conv_step(16, 128, 16, 5), 2)
     assert parts["GEMM"] > 0.5 * total, parts
+
+
+def test_device_wait_is_the_time_spent_in_synchronize():
+    """On a GPU a step's own time splits into waiting for the device (CuPy's synchronize, a
+    compiled method whose own time is the wait) and the host's work: a stand-in step doing the
+    same pure-Python loop inside a function named synchronize and outside it comes out about
+    half and half."""
+    def count(n):
+        x = 0
+        for _ in range(n):
+            x += 1
+        return x
+
+    def synchronize(n):
+        x = 0
+        for _ in range(n):
+            x += 1
+        return x
+
+    def step():
+        count(300_000)
+        synchronize(300_000)
+
+    _, total, stats = profile_step.part_times(step, 3)
+    wait = profile_step.device_wait(stats)
+    assert 0.35 <= wait / total <= 0.65, (wait, total)
