@@ -18,9 +18,12 @@ setup(
     package_data={"minigan.export": ["web/*.html", "web/*.js"]},
     install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "matplotlib>=3.6", "tqdm>=4.60"],
     extras_require={
-        "cuda12": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20"],
-        "cuda13": ["cupy-cuda13x>=13.6", "numba-cuda[cu13]>=0.20"],
-        "test": ["pytest>=7", "hypothesis>=6", "numba-cuda[cu13]>=0.20", "playwright>=1.40",
+        # numpy<2.5: numba-cuda (0.30.4 and before) names np.row_stack, which NumPy 2.5
+        # removed, and then compiles no kernel at all (seen on an H200 with NumPy 2.5.2)
+        "cuda12": ["cupy-cuda12x>=13", "numba-cuda[cu12]>=0.20", "numpy<2.5"],
+        "cuda13": ["cupy-cuda13x>=13.6", "numba-cuda[cu13]>=0.20", "numpy<2.5"],
+        "test": ["pytest>=7", "hypothesis>=6", "numba-cuda[cu13]>=0.20", "numpy<2.5",
+                 "playwright>=1.40",
                  "onnx>=1.12", "onnxruntime>=1.13", "safetensors>=0.4",
                  "dask[distributed,diagnostics]>=2024.1"],
         "export": ["onnx>=1.12"],
