@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything minigan checks and times on an NVIDIA GPU, in one go (at most 8 minutes):
+# Everything minigan checks and times on an NVIDIA GPU, in one go (about 4 minutes on an H200;
+# the parts' own time limits add up to about 9).
 #
 #   bash benchmarks/gpu_check.sh OUTDIR
 #
