@@ -14,6 +14,14 @@ from minigan import backend
 PARALLEL_MIN_SIZE = 1 << 15
 
 
+def contiguous(z, *others):
+    """z and others as C-contiguous arrays (NumPy or CuPy, as z) of z's dtype and shape: what
+    the kernels index flat. A 0-d array stays 0-d (ascontiguousarray alone makes it 1-d)."""
+    xp = backend.array_module(z)
+    z = xp.ascontiguousarray(z).reshape(z.shape)
+    return (z,) + tuple(xp.ascontiguousarray(a, dtype=z.dtype).reshape(z.shape) for a in others)
+
+
 def _one_thread(impl, args, kwargs):
     old = numba.get_num_threads()  # thread-local in numba: other Python threads keep theirs
     if old == 1:                   # already alone: two calls into numba saved per kernel

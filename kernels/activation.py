@@ -9,7 +9,7 @@ from minigan import backend
 
 from . import _cuda
 from ._cuda import cuda
-from ._dispatch import on_device
+from ._dispatch import contiguous, on_device
 
 
 @njit(parallel=True, cache=True)
@@ -27,7 +27,7 @@ def _leaky_relu_grad_cpu(x, gy, slope, gx):
 
 @on_device
 def leaky_relu(x, slope: float):
-    x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
+    (x,) = contiguous(x)
     y = np.empty_like(x)
     _leaky_relu_cpu(x.reshape(-1), x.dtype.type(slope), y.reshape(-1))
     return y
@@ -57,19 +57,16 @@ def _leaky_relu_grad_cuda(x, gy, slope, gx):
 
 @leaky_relu.cuda
 def leaky_relu_cuda(x, slope: float):
-    xp = backend.array_module(x)
-    x = xp.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
-    y = xp.empty_like(x)
+    (x,) = contiguous(x)
+    y = backend.array_module(x).empty_like(x)
     _cuda.for_each(_leaky_relu_cuda, x.size, x.reshape(-1), x.dtype.type(slope), y.reshape(-1))
     return y
 
 
 @leaky_relu_grad.cuda
 def leaky_relu_grad_cuda(x, gy, slope: float):
-    xp = backend.array_module(gy)
-    gy = xp.ascontiguousarray(gy).reshape(gy.shape)  # keeps 0-d arrays 0-d
-    x = xp.ascontiguousarray(x, dtype=gy.dtype).reshape(x.shape)
-    gx = xp.empty_like(gy)
+    gy, x = contiguous(gy, x)
+    gx = backend.array_module(gy).empty_like(gy)
     _cuda.for_each(_leaky_relu_grad_cuda, gy.size, x.reshape(-1), gy.reshape(-1),
                    gy.dtype.type(slope), gx.reshape(-1))
     return gx

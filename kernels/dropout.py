@@ -15,7 +15,7 @@ from minigan import backend
 
 from . import _cuda
 from ._cuda import cuda
-from ._dispatch import on_device
+from ._dispatch import contiguous, on_device
 from .layout import batch_last, from_last_memory, last_memory
 
 
@@ -70,7 +70,7 @@ def dropout(x, p: float, key: int):
         _dropout_batch_last_cpu(x2, _threshold(p), x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),
                                 y, mask)
         return from_last_memory(y.reshape(mem.shape)), from_last_memory(mask.reshape(mem.shape))
-    x = np.ascontiguousarray(x).reshape(x.shape)  # ascontiguousarray alone makes 0-d arrays 1-d
+    (x,) = contiguous(x)
     y = np.empty_like(x)
     mask = np.empty_like(x)
     _dropout_cpu(x.reshape(-1), _threshold(p), x.dtype.type(1.0 / (1.0 - p)), np.uint64(key),
@@ -110,7 +110,7 @@ def dropout_cuda(x, p: float, key: int):
         _cuda.for_each(_dropout_batch_last_cuda, x2.size, x2, _threshold(p),
                        x.dtype.type(1.0 / (1.0 - p)), np.uint64(key), y, mask)
         return from_last_memory(y.reshape(mem.shape)), from_last_memory(mask.reshape(mem.shape))
-    x = xp.ascontiguousarray(x).reshape(x.shape)  # keeps 0-d arrays 0-d
+    (x,) = contiguous(x)
     y = xp.empty_like(x)
     mask = xp.empty_like(x)
     _cuda.for_each(_dropout_cuda, x.size, x.reshape(-1), _threshold(p),

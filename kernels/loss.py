@@ -16,7 +16,7 @@ from minigan import backend
 
 from . import _cuda
 from ._cuda import cuda
-from ._dispatch import on_device
+from ._dispatch import contiguous, on_device
 
 
 @njit(parallel=True, cache=True)
@@ -36,17 +36,10 @@ def _bce_with_logits_grad_cpu(z, t, gl, gz):
         gz[i] = gl[i] * (s - t[i])
 
 
-def _same(z, *others):
-    """z and others as C-contiguous arrays of z's dtype and shape (0-d stays 0-d)."""
-    xp = backend.array_module(z)
-    z = xp.ascontiguousarray(z).reshape(z.shape)
-    return (z,) + tuple(xp.ascontiguousarray(a, dtype=z.dtype).reshape(z.shape) for a in others)
-
-
 @on_device
 def bce_with_logits(z, t):
     """Elementwise BCE of sigmoid(z) against t, from the logits z."""
-    z, t = _same(z, t)
+    z, t = contiguous(z, t)
     loss = np.empty_like(z)
     _bce_with_logits_cpu(z.reshape(-1), t.reshape(-1), loss.reshape(-1))
     return loss
@@ -55,7 +48,7 @@ def bce_with_logits(z, t):
 @on_device
 def bce_with_logits_grad(z, t, gl):
     """gl * (sigmoid(z) - t): the gradient of bce_with_logits in z, times gl."""
-    z, t, gl = _same(z, t, gl)
+    z, t, gl = contiguous(z, t, gl)
     gz = np.empty_like(z)
     _bce_with_logits_grad_cpu(z.reshape(-1), t.reshape(-1), gl.reshape(-1), gz.reshape(-1))
     return gz
@@ -80,7 +73,7 @@ def _bce_with_logits_grad_cuda(z, t, gl, gz):
 
 @bce_with_logits.cuda
 def bce_with_logits_cuda(z, t):
-    z, t = _same(z, t)
+    z, t = contiguous(z, t)
     loss = backend.array_module(z).empty_like(z)
     _cuda.for_each(_bce_with_logits_cuda, z.size, z.reshape(-1), t.reshape(-1), loss.reshape(-1))
     return loss
@@ -88,7 +81,7 @@ def bce_with_logits_cuda(z, t):
 
 @bce_with_logits_grad.cuda
 def bce_with_logits_grad_cuda(z, t, gl):
-    z, t, gl = _same(z, t, gl)
+    z, t, gl = contiguous(z, t, gl)
     gz = backend.array_module(z).empty_like(z)
     _cuda.for_each(_bce_with_logits_grad_cuda, z.size, z.reshape(-1), t.reshape(-1),
                    gl.reshape(-1), gz.reshape(-1))

@@ -336,8 +336,9 @@ MUTANTS = [
            "for i in prange(z.size):\n        v = z[i]\n        loss[i] = max(v, zero) + v * t[i]",
            (T_LOSS,), "bce_with_logits"),
     Mutant("bce-logits-grad-sign", "kernels/loss.py",
-           "        gz[i] = gl[i] * (s - t[i])\n\n\ndef _same",
-           "        gz[i] = gl[i] * (t[i] - s)\n\n\ndef _same", (T_LOSS,), "bce_with_logits"),
+           "        gz[i] = gl[i] * (s - t[i])\n\n\n@on_device\ndef bce_with_logits(",
+           "        gz[i] = gl[i] * (t[i] - s)\n\n\n@on_device\ndef bce_with_logits(", (T_LOSS,),
+           "bce_with_logits"),
     Mutant("bce-logits-target-grad-sign", "minigan/functional/loss.py",
            "gt = -gl * z if", "gt = gl * z if", (T_LOSS,), "bce_with_logits"),
     # -- optimizers
