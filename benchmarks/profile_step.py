@@ -82,16 +82,16 @@ def main() -> None:
               f"({100 * wait / total:.0f} %), the host's own work {(total - wait) / a.steps:.4f}"
               f" s in {sum(v[1] for v in stats.values()) // a.steps} calls")
         a.top = a.top or 25
-        part_times_top(stats, a)
+        print_top(stats, a)
         return
     parts, total, stats = part_times(step, a.steps)
     print(f"{a.model}, batch {a.batch}: {total / a.steps:.3f} s per step (under the profiler)")
     for name, t in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {name:16s} {t / a.steps:7.3f} s  {100 * t / total:5.1f} %")
-    part_times_top(stats, a)
+    print_top(stats, a)
 
 
-def part_times_top(stats: dict, a) -> None:
+def print_top(stats: dict, a) -> None:
     """The a.top functions with the most own time, per step."""
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:a.top]
     for (file, line, fn), (_, calls, tottime, _, _) in top:
