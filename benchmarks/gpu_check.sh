@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything minigan checks and times on an NVIDIA GPU, in one go (about 4 minutes on an H200;
-# the parts' own time limits add up to about 9).
+# the parts' own time limits add up to about 10).
 #
 #   bash benchmarks/gpu_check.sh OUTDIR
 #
@@ -8,8 +8,9 @@
 #    NumPy and on CuPy arrays, the functional ops, optimizers and a training step against the CPU;
 # 2. benchmarks/kernels_cuda.py: the elementwise kernels against the device's copy bandwidth;
 # 3. benchmarks/step.py --device cuda --compare torch: a training step of every model against
-#    PyTorch's on the same GPU, and profile_step.py's split of a step into the GPU's wait and
-#    the host's own work;
+#    PyTorch's on the same GPU, benchmarks/launch_cuda.py's cost of a kernel launch (numba's
+#    dispatcher against minigan's direct path, alone and in a step), and profile_step.py's
+#    split of a step into the GPU's wait and the host's own work;
 # 4. a short doodles run on the GPU (examples/doodles.py --device cuda), when
 #    $MINIGAN_DATA/quickdraw/smiley_face.npy is there;
 # 5. the gradient checks, layers and kernels with MINIGAN_DEVICE=cuda (every OpTest on the GPU too).
@@ -17,7 +18,7 @@
 # Needs CuPy and numba-cuda (pip install '.[cuda13]' or '[cuda12]'), PyTorch for step 4, pytest
 # and hypothesis. Each part has its own time limit, so one slow part cannot eat the others'.
 # Logs go to OUTDIR: cuda_tests.log, gpu_gradcheck.log, kernels_cuda.txt, step_cuda.jsonl,
-# profile_cuda.txt, doodles_gpu.log and the run's last sample grid.
+# launch_cuda.jsonl, profile_cuda.txt, doodles_gpu.log and the run's last sample grid.
 set -uo pipefail
 out=${1:-gpu_check}
 mkdir -p "$out"
@@ -66,6 +67,8 @@ if want 3; then
     part "3. a training step against PyTorch's, on the GPU"
     limit 90 $py benchmarks/step.py --device cuda --compare torch --steps 20 --warmup 5 2>&1 \
         | tee "$out/step_cuda.jsonl"
+    # the host's cost of a kernel launch, numba's dispatcher against the direct path
+    limit 60 $py benchmarks/launch_cuda.py --steps 20 2>&1 | tee "$out/launch_cuda.jsonl"
     for m in "doodles 32" "dcgan64 64"; do  # the GPU's wait against the host's own work
         set -- $m
         limit 40 $py benchmarks/profile_step.py --device cuda --model "$1" --batch "$2" \

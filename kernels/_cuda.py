@@ -11,8 +11,11 @@ inputs and before the CuPy work that reads their outputs, with no host synchroni
 
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass
+
+import numpy as np
 
 from minigan import backend
 
@@ -143,10 +146,106 @@ def stream_for(a):
     return s
 
 
+# A launch through numba's dispatcher types every argument again (DLPack or the CUDA array
+# interface for each array), looks the signature up and converts each array to a device-array
+# view: tens of microseconds a launch, from Python, for kernels that take a few microseconds on
+# the GPU. A training step launches a hundred or more, so that is most of a small model's step.
+# Once the dispatcher has compiled a kernel for one kind of arguments (array dtypes, dimensions
+# and layouts; scalar types), `launch` keeps that overload and hands the same parameter list
+# numba would build (`_Kernel._prepare_args`: meminfo, parent, size, itemsize, data pointer,
+# shape and strides of each array; ctypes scalars) straight to cuda.core's launch.
+# MINIGAN_CUDA_DIRECT_LAUNCH=0 (or DIRECT = False) sends every launch through the dispatcher.
+DIRECT = os.environ.get("MINIGAN_CUDA_DIRECT_LAUNCH", "1") != "0"
+_direct: dict = {}   # (dispatcher, argument kinds) -> _Direct, or None: the dispatcher's launch
+_INT64_END = 2 ** 63
+
+
+def _kind(a):
+    """What numba's typing of `a` depends on, cheaply: dtype, dimensions and layout of an
+    array, the type of a scalar (and for a Python int whether it needs uint64)."""
+    if backend.is_cuda_array(a):
+        f = a.flags
+        return a.dtype.num, a.ndim, f.c_contiguous, f.f_contiguous
+    if type(a) is int:
+        return int, a >= _INT64_END
+    return type(a)
+
+
+def _packer(ty):
+    """A function appending one argument of numba type `ty` to a parameter list the way
+    numba's `_Kernel._prepare_args` does, or None for a type this does not cover."""
+    if isinstance(ty, nbtypes.Array):
+        def array(a, out):
+            out += (0, 0, a.size, a.itemsize, a.data.ptr)  # meminfo, parent, size, ..., data
+            out += a.shape
+            out += a.strides
+        return array
+    if isinstance(ty, nbtypes.Integer):
+        make = getattr(ctypes, f"c_{ty}")
+    elif ty == nbtypes.float32:
+        make = ctypes.c_float
+    elif ty == nbtypes.float64:
+        make = ctypes.c_double
+    elif ty == nbtypes.boolean:
+        def boolean(v, out):
+            out.append(v)
+        return boolean
+    else:
+        return None
+
+    def scalar(v, out):
+        out.append(make(v))
+    return scalar
+
+
+class _Direct:
+    """One compiled overload of a kernel, launched without the dispatcher (see DIRECT)."""
+
+    __slots__ = ("kernel", "packers", "configs", "run", "config")
+
+    def __init__(self, kernel, packers, run, config):
+        self.kernel, self.packers, self.configs = kernel, packers, {}
+        self.run, self.config = run, config   # cuda.core's launch and LaunchConfig
+
+    @classmethod
+    def make(cls, kern, args):
+        """The direct launcher for these arguments' overload, or None when an argument is a
+        host array (numba copies those to the GPU and back), numba has no overload for exactly
+        these types (it converted them), or something here is not as this numba-cuda has it."""
+        if any(isinstance(a, np.ndarray) for a in args):
+            return None
+        try:
+            from cuda.core import LaunchConfig, launch as run
+
+            tys = tuple(kern.typeof_pyval(a) for a in args)
+            overload = kern.overloads.get(tys)
+            packers = [_packer(t) for t in tys]
+            if overload is None or None in packers:
+                return None
+            return cls(overload._codelibrary.get_cufunc().kernel, packers, run, LaunchConfig)
+        except Exception:  # noqa: BLE001 - another numba-cuda: its own launch still works
+            return None
+
+    def __call__(self, blocks, threads, stream, args):
+        params = []
+        for pack, a in zip(self.packers, args):
+            pack(a, params)
+        config = self.configs.get((blocks, threads))
+        if config is None:
+            config = self.configs[blocks, threads] = self.config(grid=blocks, block=threads)
+        self.run(stream, config, self.kernel, *params)
+
+
 def launch(kern, blocks: int, threads: int, *args) -> None:
     """kern[blocks, threads, stream](*args), on the stream of the first argument's array."""
     if cuda is None:
         raise RuntimeError(missing_reason())
+    if DIRECT and not SIMULATOR:
+        key = (kern, tuple(map(_kind, args)))
+        direct = _direct.get(key, False)
+        if direct:
+            direct(blocks, threads, stream_for(args[0]), args)
+            return
     try:
         kern[blocks, threads, stream_for(args[0])](*args)
     except AttributeError as e:  # the first launch compiles; numba-cuda then imports its NumPy
@@ -160,6 +259,10 @@ def launch(kern, blocks: int, threads: int, *args) -> None:
             f"{numpy.__version__} ({e}): install a NumPy it supports (NumPy 2.5 removed "
             "np.row_stack, which numba-cuda 0.30 still refers to): pip install 'numpy<2.5'"
         ) from e
+    if DIRECT and not SIMULATOR and key not in _direct:
+        if len(_direct) > 1024:
+            _direct.clear()
+        _direct[key] = _Direct.make(kern, args)
 
 
 def for_each(kern, n: int, *args) -> None:

@@ -28,3 +28,11 @@ def test_gpu_check_without_a_gpu_reports_and_reaches_its_end(tmp_path):
     assert "== 1. " not in out and "== 3. " not in out and "== 5. " not in out  # not picked
     assert out.rstrip().splitlines()[-1].startswith("== done")
     assert (tmp_path / "out" / "kernels_cuda.txt").read_text().startswith("kernels_cuda: needs")
+
+
+def test_launch_benchmark_without_a_gpu_says_why():
+    if backend.cuda_available():
+        pytest.skip("a GPU works here")
+    res = subprocess.run([sys.executable, "benchmarks/launch_cuda.py"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "needs a GPU" in res.stderr, res.stderr

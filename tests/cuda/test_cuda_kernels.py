@@ -535,3 +535,60 @@ class _NoBar:
 
     def set_postfix_str(self, *args, **kwargs):
         pass
+
+
+def test_direct_launch_tells_apart_what_numba_types_apart():
+    """The direct path's cache key (`_cuda._kind`) separates arguments that numba compiles
+    different overloads for: an int that needs uint64, float32 and float64 scalars."""
+    k = _cuda._kind
+    assert k(1) == k(2**63 - 1) != k(2**63)
+    assert k(0.5) != k(np.float32(0.5)) != k(np.float64(0.5))
+    assert k(np.uint64(3)) != k(np.int64(3)) and k(True) != k(1)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_direct_launch_builds_numbas_parameter_list(dtype):
+    """The direct path's parameters for a CuPy launch are the ones numba's own launch builds
+    (`_Kernel._prepare_args`), for arrays (a strided 2-D view too) and scalars."""
+    cupy = pytest.importorskip("cupy")
+    base = cupy.arange(60, dtype=dtype).reshape(6, 10)
+    cases = [(base.reshape(-1), dtype(0.2), cupy.empty(60, dtype)),
+             (base[::2, 1:7], np.uint64(2**63 + 5), 3, True, 0.25)]
+    kern = KERNELS["_leaky_relu_cuda"].dispatcher
+    _cuda.launch(kern, 1, 32, cupy.zeros(4, dtype), dtype(0.1), cupy.zeros(4, dtype))
+    overload = next(iter(kern.overloads.values()))  # its _prepare_args depends on no overload
+    for args in cases:
+        tys = tuple(kern.typeof_pyval(a) for a in args)
+        ours, numbas = [], []
+        for ty, a in zip(tys, args):
+            _cuda._packer(ty)(a, ours)
+            overload._prepare_args(ty, a, 0, [], numbas)
+        assert [(type(v), getattr(v, "value", v)) for v in ours] == \
+               [(type(v), getattr(v, "value", v)) for v in numbas]
+
+
+@needs_gpu
+def test_direct_launch_trains_bit_for_bit_as_the_dispatcher(monkeypatch):
+    """Three GAN steps with every launch through numba's dispatcher, then with the direct
+    path: the same losses and weights to the bit, and once the kernels are compiled, the
+    direct path's steps launch nothing through the dispatcher."""
+    import minigan.optim as O
+    monkeypatch.setattr(_cuda, "DIRECT", False)
+    g_a, l_a, _, _ = _train("cuda", 3, O.Adam)
+    monkeypatch.setattr(_cuda, "DIRECT", True)
+    monkeypatch.setattr(_cuda, "_direct", {})
+    g_b, l_b, step, z_all = _train("cuda", 3, O.Adam)
+    assert l_a == l_b
+    for (k, a), b in zip(g_a.state_dict().items(), g_b.state_dict().values()):
+        np.testing.assert_array_equal(backend.to_numpy(b), backend.to_numpy(a), err_msg=k)
+    built = _cuda._direct
+    assert built and all(built.values()), \
+        f"no direct launcher for {[key for key, d in built.items() if not d]}"
+    through = []
+    dispatcher = type(next(iter(built))[0])
+    real = dispatcher.__getitem__
+    monkeypatch.setattr(dispatcher, "__getitem__",
+                        lambda self, config: through.append(self) or real(self, config))
+    step(z_all[0])
+    assert through == [], f"{len(through)} launches still went through the dispatcher"

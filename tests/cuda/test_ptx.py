@@ -7,10 +7,12 @@ The simulator runs kernels as Python, so it cannot catch what only the real comp
 from __future__ import annotations
 
 import ast
+import ctypes
 import re
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minigan.kernels import _cuda
@@ -88,3 +90,38 @@ def test_registry_lists_every_kernel_and_every_cpu_kernel_has_a_cuda_twin():
     twins = {(m, n.removesuffix("_cpu") + "_cuda") for m, n in cpu}
     assert twins <= registered, f"CPU kernels without a CUDA twin: {twins - registered}"
     assert len(KERNELS) == len(cpu) == 14
+
+
+PARAM = re.compile(r"\.param\s+\.(\w+)\s+\S+?_param_(\d+)")
+# the PTX parameter each packed scalar fills
+KIND = {ctypes.c_float: "f32", ctypes.c_double: "f64", ctypes.c_int64: "u64",
+        ctypes.c_uint64: "u64", bool: "u8"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("info", KERNELS, ids=lambda k: k.name)
+def test_direct_launch_packs_the_parameters_the_ptx_declares(compile_ptx, info, dtype):
+    """`_cuda.launch`'s direct path hands cuda.core the parameter list numba's own launch
+    builds: five 64-bit words and the shape and strides for an array, one value per scalar.
+    The compiled kernel's PTX entry says what it takes; the two must agree in number and kind,
+    or a direct launch would read its arguments off the wrong slots."""
+    sig = _cuda.signatures(info)[0 if dtype == "float32" else 1]
+    declared = [kind for kind, _ in sorted(PARAM.findall(compile_ptx(info.py_func, sig)),
+                                           key=lambda m: int(m[1]))]
+    packed = []
+    for ty in sig:
+        pack = _cuda._packer(ty)
+        assert pack is not None, f"{info.name}: no direct packing for {ty}"
+        out = []
+        if isinstance(ty, _cuda.nbtypes.Array):  # a stand-in for a CuPy array of that rank
+            shape = tuple(range(2, 2 + ty.ndim))
+            pack(types.SimpleNamespace(size=int(np.prod(shape)), itemsize=4, shape=shape,
+                                       strides=shape, data=types.SimpleNamespace(ptr=1 << 40)),
+                 out)
+            assert all(type(v) is int for v in out)
+            packed += ["u64"] * len(out)
+            continue
+        pack(True if ty == _cuda.nbtypes.boolean else 1, out)
+        (v,) = out
+        packed.append(KIND[type(v)])
+    assert declared == packed, f"{info.name}: PTX takes {declared}, direct launch packs {packed}"
