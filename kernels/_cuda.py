@@ -217,6 +217,8 @@ class _Direct:
         try:
             from cuda.core import LaunchConfig, launch as run
 
+            _core_stream()  # this cuda.core can stand for CuPy's streams
+
             tys = tuple(kern.typeof_pyval(a) for a in args)
             overload = kern.overloads.get(tys)
             packers = [_packer(t) for t in tys]
@@ -236,6 +238,23 @@ class _Direct:
         self.run(stream, config, self.kernel, *params)
 
 
+_core_streams: dict = {}
+
+
+def _core_stream():
+    """cuda.core's Stream for CuPy's current stream, where the direct path launches (its
+    arguments are all CuPy arrays): made once per stream, like `stream_for`'s."""
+    ptr = backend.current_stream_ptr()
+    s = _core_streams.get(ptr)
+    if s is None:
+        from cuda.core import LEGACY_DEFAULT_STREAM, Stream
+
+        if len(_core_streams) > 64:
+            _core_streams.clear()
+        s = _core_streams[ptr] = Stream.from_handle(ptr) if ptr else LEGACY_DEFAULT_STREAM
+    return s
+
+
 def launch(kern, blocks: int, threads: int, *args) -> None:
     """kern[blocks, threads, stream](*args), on the stream of the first argument's array."""
     if cuda is None:
@@ -244,7 +263,7 @@ def launch(kern, blocks: int, threads: int, *args) -> None:
         key = (kern, tuple(map(_kind, args)))
         direct = _direct.get(key, False)
         if direct:
-            direct(blocks, threads, stream_for(args[0]), args)
+            direct(blocks, threads, _core_stream(), args)
             return
     try:
         kern[blocks, threads, stream_for(args[0])](*args)
