@@ -595,3 +595,21 @@ def test_direct_launch_trains_bit_for_bit_as_the_dispatcher(monkeypatch):
         warnings.simplefilter("error", DeprecationWarning)  # e.g. cuda.core on its stream
         step(z_all[0])
     assert through == [], f"{len(through)} launches still went through the dispatcher"
+
+
+def test_direct_launch_stands_aside_where_it_cannot_stand_in(monkeypatch):
+    """No direct launcher for host arrays (numba copies those), for argument types it does not
+    pack, or where this numba-cuda lacks what it needs: those launches keep the dispatcher."""
+    class Kern:  # a dispatcher as far as `_Direct.make` looks at one
+        overloads = {}
+
+        def __init__(self, typeof):
+            self.typeof_pyval = typeof
+    if _cuda.cuda is not None:
+        assert _cuda._Direct.make(Kern(numba.typeof), (np.zeros(3, np.float32),)) is None
+        assert _cuda._packer(numba.types.complex64) is None
+
+    def broken(a):
+        raise AttributeError("no typeof_pyval in this numba-cuda")
+    monkeypatch.setattr(_cuda.backend, "current_stream_ptr", lambda: 0)
+    assert _cuda._Direct.make(Kern(broken), (np.float32(1.0),)) is None
