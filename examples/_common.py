@@ -46,7 +46,8 @@ def run(config: TrainConfig, restart: bool = False) -> dict:
                                  callbacks=[RunReport()])
     else:
         trainer = Trainer(config, overwrite=True, callbacks=[RunReport()])
-    print(f"{config.arch} on {config.dataset}: {len(trainer.images)} images "
+    print(f"{config.arch} (width {trainer.config.width}) on {config.dataset}: "
+          f"{len(trainer.images)} images "
           f"{trainer.image_shape}, batch {trainer.recipe.batch_size}, "
           f"{trainer.steps_per_epoch} steps an epoch, {config.epochs} epochs")
     if trainer.device == "cpu":

@@ -2,12 +2,16 @@
 
     python examples/doodles.py                       # "smiley face", writes runs/doodles/
     python examples/doodles.py --category cat --out runs/cats
+    python examples/doodles.py --device cuda         # on a GPU, the nets at full width (64)
 
 The drawings come from the data module's usual places: $MINIGAN_DATA/quickdraw/<category>.npy
 if you have it (e.g. a 5000-drawing subset), else Google's full category file, downloaded once
 into ~/.cache/minigan (the full "smiley face" file holds 124,386 drawings; --limit keeps the
 first N so that an epoch stays short). Stop with Ctrl-C and run the same command again to go on.
 """
+
+import json
+from pathlib import Path
 
 from _common import device, parser, run
 
@@ -27,19 +31,50 @@ RECIPE = dict(
 )
 
 
+# On a GPU a step of these small nets is the host's work (minigan launches its kernels from
+# Python), so the tutorial's full width costs what half width does: 60 epochs at width 64 took
+# 235 s on an H200 against 199-234 s at 32, and scored a classifier FD of 4.4 against 6-8
+# (benchmarks/RESULTS.md, "Third run on a GPU"). On a CPU a step's cost grows with the width's
+# square, so the 10-minute default stays at 32 there.
+GPU_WIDTH = 64
+
+
+def default_width(device: str) -> int:
+    """The nets' width when --width is not given: RECIPE's on the CPU, GPU_WIDTH on a GPU."""
+    return GPU_WIDTH if device == "cuda" else RECIPE["width"]
+
+
+def config(args, device: str) -> TrainConfig:
+    """The run the command line asks for, on `device`."""
+    recipe = dict(RECIPE, width=args.width or default_width(device))
+    return TrainConfig(
+        dataset=f"quickdraw:{args.category}", limit=args.limit or None, **recipe,
+        epochs=args.epochs, out=args.out, seed=args.seed, quality_every=args.quality_every,
+        device=device,
+    )
+
+
 def main() -> None:
     p = parser("Train a DCGAN on Quick, Draw! doodles.", EPOCHS, "runs/doodles")
     p.add_argument("--category", default="smiley face", help="Quick, Draw! category")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--limit", type=int, default=5000,
                    help="use the first N drawings (default 5000; 0 for all)")
+    p.add_argument("--width", type=int, default=None,
+                   help=f"layer width of both nets (default {RECIPE['width']} on the CPU, "
+                        f"{GPU_WIDTH}, the tutorial's, on a GPU, where it costs no more time)")
     args = p.parse_args()
-    config = TrainConfig(
-        dataset=f"quickdraw:{args.category}", limit=args.limit or None, **RECIPE,
-        epochs=args.epochs, out=args.out, seed=args.seed, quality_every=args.quality_every,
-        device=device(p, args),
-    )
-    run(config, args.restart)
+    if args.width is not None and args.width < 1:
+        p.error(f"--width must be a positive number of channels, got {args.width}")
+    saved = Path(args.out) / "config.json"
+    if args.width is not None and not args.restart and saved.is_file() and \
+            (Path(args.out) / "checkpoints" / "last.npz").is_file():
+        width = json.loads(saved.read_text())["config"].get("width")
+        if width != args.width:
+            p.error(f"the run in {args.out} trains its nets at width {width}; --width "
+                    f"{args.width} cannot continue it: add --restart to start over at width "
+                    f"{args.width}, or --out NEW_FOLDER for a second run")
+    run(config(args, device(p, args)), args.restart)
 
 
 if __name__ == "__main__":

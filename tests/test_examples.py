@@ -55,3 +55,59 @@ def test_examples_take_a_device_and_refuse_a_missing_gpu_in_one_line(example, tm
     assert last.startswith(f"{example}: error: device 'cuda' was asked for but ") and \
         "--device cpu" in last and "Traceback" not in res.stderr, res.stderr
     assert not out.exists()
+
+
+def _doodles_module():
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        spec = importlib.util.spec_from_file_location("doodles_example",
+                                                      REPO / "examples" / "doodles.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    return module
+
+
+def test_doodles_width_follows_the_device_unless_given():
+    """Half width on the CPU (the 10-minute default), the tutorial's 64 on a GPU, where a step
+    costs the same at either; --width overrides both and changes nothing else."""
+    doodles = _doodles_module()
+    ns = dict(category="smiley face", limit=5000, epochs=60, out="runs/doodles", seed=0,
+              quality_every=0)
+
+    class Args:
+        def __init__(self, **kw):
+            self.__dict__.update(ns, **kw)
+
+    cpu = doodles.config(Args(width=None), "cpu")
+    gpu = doodles.config(Args(width=None), "cuda")
+    mine = doodles.config(Args(width=48), "cuda")
+    assert (cpu.width, gpu.width, mine.width) == (32, 64, 48)
+    assert (cpu.device, gpu.device) == ("cpu", "cuda")
+    same = ("arch", "batch_size", "loss", "r1_gamma", "r1_every", "d_dropout", "lr", "lr_decay",
+            "epochs", "seed", "limit", "dataset")
+    assert [getattr(gpu, k) for k in same] == [getattr(cpu, k) for k in same] == \
+        [getattr(mine, k) for k in same]
+    assert cpu.dataset == "quickdraw:smiley face" and cpu.limit == 5000
+
+
+def test_doodles_refuses_a_width_its_run_folder_was_not_trained_at(tmp_path):
+    """Continuing a run keeps its nets: a different --width is a usage error naming both ways
+    out, and the folder is left as it was."""
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.npz").write_bytes(b"not read")
+    (out / "config.json").write_text(json.dumps({"config": {"width": 32}}))
+    before = sorted(p.name for p in out.rglob("*"))
+    res = subprocess.run([sys.executable, "examples/doodles.py", "--width", "64", "--out",
+                          str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert "trains its nets at width 32" in last and "--restart" in last and \
+        "--out NEW_FOLDER" in last, res.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before
+    res = subprocess.run([sys.executable, "examples/doodles.py", "--width", "0", "--out",
+                          str(tmp_path / "other")], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "--width must be a positive" in res.stderr, res.stderr
