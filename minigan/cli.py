@@ -31,7 +31,8 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
              "seed", "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width",
              "d_width", "loss", "label_smoothing", "lr_decay", "ema", "spectral_norm",
-             "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "augment", "n_critic", "data_root")
+             "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "augment", "n_critic", "data_root",
+             "g_top_k", "g_top_k_decay")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
@@ -104,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--r1-every", type=int, metavar="K",
                    help="take the R1 penalty every K D steps only, weighted K times (default "
                         "1; 4 costs a quarter of the time)")
+    t.add_argument("--g-top-k", type=float, metavar="FRACTION",
+                   help="top-k training (Sinha et al. 2020): G learns only from the samples D "
+                        "scores most realistic, the whole batch at first, then a share falling "
+                        "by --g-top-k-decay every epoch down to FRACTION of it (e.g. 0.5; "
+                        "default 1: every sample)")
+    t.add_argument("--g-top-k-decay", type=float, metavar="GAMMA",
+                   help="the share's factor per epoch with --g-top-k (default 0.99)")
     t.add_argument("--d-dropout", type=float, metavar="P",
                    help="D's dropout rate (default: the arch's own, 0.3 for dcgan; 0: none)")
     t.add_argument("--augment", metavar="POLICY",

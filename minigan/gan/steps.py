@@ -6,6 +6,8 @@ their statistics as 0-d arrays on the training device, so a caller decides when 
 
 from __future__ import annotations
 
+import math
+
 from .. import backend, nn
 from ..autograd import Tensor
 from ..optim import Optimizer
@@ -54,14 +56,33 @@ def d_update(D: nn.Module, opt_d: Optimizer, loss: GANLoss, real, fake: Tensor,
     return stats
 
 
-def g_update(D: nn.Module, opt_g: Optimizer, loss: GANLoss, fake: Tensor) -> dict:
-    """One G descent on D's verdict on `fake` = G(z) (with its graph); D's weights stay."""
+def top_k(scores: Tensor, k: int | None) -> Tensor:
+    """The k rows of D's scores (B, 1) that D finds most realistic (the highest), in the
+    batch's order; all of them when k is None or at least B. Only these reach G's loss: the
+    others' gradient is exactly 0 ("top-k training", Sinha et al. 2020)."""
+    b = scores.shape[0]
+    if k is None or k >= b:
+        return scores
+    if k < 1:
+        raise ValueError(f"top_k: k must be at least 1, got {k}")
+    xp = backend.array_module(scores.data)
+    # argsort is stable: among equal scores the earlier sample wins, on either device
+    order = xp.argsort(-scores.data.reshape(b).astype("float64"), kind="stable")
+    keep = xp.sort(order[:k])
+    return scores[keep]
+
+
+def g_update(D: nn.Module, opt_g: Optimizer, loss: GANLoss, fake: Tensor,
+             k: int | None = None) -> dict:
+    """One G descent on D's verdict on `fake` = G(z) (with its graph); D's weights stay.
+
+    `k`: G learns from the k samples D scores highest only (`top_k`); None: from all."""
     d_params = list(D.parameters())
     for p in d_params:                  # G's step needs gradients through D, not of D
         p.requires_grad = False
     try:
         opt_g.zero_grad()
-        loss_g = loss.g_loss(D(fake))
+        loss_g = loss.g_loss(top_k(D(fake), k))
         stats = {"loss_g": loss_g.data.astype("float64")}
         loss_g.backward()
     finally:
@@ -69,6 +90,20 @@ def g_update(D: nn.Module, opt_g: Optimizer, loss: GANLoss, fake: Tensor) -> dic
             p.requires_grad = True
     opt_g.step()
     return stats
+
+
+def top_k_schedule(epoch: int, batch: int, fraction: float, decay: float) -> int | None:
+    """How many of a batch of `batch` G learns from in `epoch` (0-based, epochs completed):
+    the whole batch at first, times `decay` every epoch, never under `fraction` of it (both
+    rounded up), as Sinha et al. (2020) anneal k; None when `fraction` is 1 (off)."""
+    if not 0 < fraction <= 1 or not 0 < decay <= 1:
+        raise ValueError(f"top-k training needs 0 < fraction <= 1 and 0 < decay <= 1, got "
+                         f"fraction {fraction} and decay {decay}")
+    if fraction == 1:
+        return None
+    # (less 1e-9: 0.75 * 32 stored a hair over 24 must not round up to 25)
+    floor = math.ceil(fraction * batch - 1e-9)
+    return max(floor, math.ceil(decay ** epoch * batch - 1e-9))
 
 
 def linear_decay(step: int, total: int, fraction: float) -> float:

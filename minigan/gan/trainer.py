@@ -53,7 +53,14 @@ from .distance import PixelFrechet
 from .losses import GANLoss, make_loss
 from .models import Recipe, build
 from .sampling import generate, to_uint8
-from .steps import d_update, decay_schedulers, g_update, linear_decay, restore_schedule
+from .steps import (
+    d_update,
+    decay_schedulers,
+    g_update,
+    linear_decay,
+    restore_schedule,
+    top_k_schedule,
+)
 
 OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "progress.gif", "samples",
            "checkpoints", "views.jsonl", "internals.jsonl", "index.html", "internals.png",
@@ -102,6 +109,10 @@ class TrainConfig:
     r1_every: int = 1                   # take R1 every this many D steps, its weight times
                                         # this ("lazy" R1, Karras et al. 2020)
     d_dropout: float | None = None      # D's dropout rate (None: the architecture's own)
+    g_top_k: float = 1.0                # G learns from the fraction of each batch D scores
+                                        # highest, annealed to this from 1 (top-k training,
+                                        # Sinha et al. 2020; 1: every sample, off)
+    g_top_k_decay: float = 0.99         # ... the fraction's factor per epoch on the way down
     augment: str = ""                   # DiffAugment policy for everything D sees in training,
                                         # e.g. "translation,cutout" (augment.py; "": none)
     n_critic: int | None = None         # D steps per G step (None: the loss's own, 5 for wgan-gp)
@@ -239,6 +250,7 @@ class Trainer:
         if config.r1_gamma < 0 or int(config.r1_every) != config.r1_every or config.r1_every < 1:
             raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
                              f"{config.r1_gamma} and {config.r1_every}")
+        top_k_schedule(0, 2, config.g_top_k, config.g_top_k_decay)   # checks both values
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
                                                   config.beta1, config.batch_size,
                                                   config.beta2)
@@ -407,12 +419,21 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         stats = {k: v / len(reals) for k, v in sums.items()}
 
-        stats.update(g_update(self.D_seen, self.opt_g, self.loss, fake))
+        stats.update(g_update(self.D_seen, self.opt_g, self.loss, fake,
+                              self.top_k(fake.shape[0])))
         for sched in self.schedulers:
             sched.step()
         if self.G_ema is not None:
             self.G_ema.update_parameters(G)
         return stats
+
+    def top_k(self, batch: int | None = None, step: int | None = None) -> int | None:
+        """How many of a batch G learns from at `step` (0-based; default the next one),
+        by the epoch it falls in (`g_top_k`); None: all of it."""
+        c = self.config
+        epoch = (self.step if step is None else step) // self.steps_per_epoch
+        return top_k_schedule(epoch, batch or self.recipe.batch_size, c.g_top_k,
+                              c.g_top_k_decay)
 
     def _r1_weight(self, d_step: int) -> float | None:
         """R1's weight at this D step (counted over the run): r1_gamma * r1_every on every
@@ -573,6 +594,8 @@ class Trainer:
             record.update({k: v / n for k, v in self._window.items()})
         if self.schedulers:
             record["lr_g"], record["lr_d"] = self.opt_g.lr, self.opt_d.lr
+        if self.config.g_top_k != 1:
+            record["g_top_k"] = self.top_k(step=max(self.step - 1, 0))   # the last step's
         record.update(extra)
         record["seconds"] = round(self._seconds(), 3)
         self._window, self._window_n = {}, 0

@@ -530,6 +530,27 @@ def test_trainer_steps_between_host_reads_make_no_host_synchronisation(tmp_path)
     assert trainer._window_n == 3 and np.isfinite(trainer._window["loss_d"])
 
 
+@needs_gpu
+def test_top_k_picks_the_cpus_samples_on_the_gpu_without_waiting_for_it():
+    """Top-k training's choice (argsort of D's scores, ties to the earlier sample) and its
+    gradient (a scatter) on CuPy arrays: the CPU's rows, and no host synchronisation."""
+    cupy = pytest.importorskip("cupy")
+    cupyx = pytest.importorskip("cupyx")
+    from minigan.autograd import Tensor
+    from minigan.gan.steps import top_k
+    s = np.random.default_rng(0).standard_normal((32, 1)).astype(np.float32)
+    s[5] = s[20] = s[7]                                   # a three-way tie
+    want = top_k(Tensor(s, requires_grad=True), 11)
+    x = Tensor(cupy.asarray(s), requires_grad=True)
+    with cupyx.allow_synchronize(False):
+        kept = top_k(x, 11)
+        kept.sum().backward()
+    np.testing.assert_array_equal(backend.to_numpy(kept.data), want.data)
+    grad = backend.to_numpy(x.grad.data).ravel()
+    assert sorted(np.flatnonzero(grad).tolist()) == sorted(
+        np.argsort(-s.ravel(), kind="stable")[:11].tolist())
+
+
 class _NoBar:
     def update(self, n):
         pass
