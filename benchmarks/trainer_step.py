@@ -7,7 +7,7 @@ variant (a JSON object of TrainConfig fields over the base recipe, by default th
 variants then alternate in rounds of --steps steps, so a change in the machine's load falls on
 all of them alike. Medians per step and each variant's ratio to the first are printed.
 
-    python benchmarks/trainer_step.py                                   # R1 every 2nd / 4th step
+    python benchmarks/trainer_step.py                                   # R1 every 4th / 2nd step
     python benchmarks/trainer_step.py '{}' '{"batch_size": 64}' --rounds 8
     python benchmarks/trainer_step.py '{}' '{"width": 48}' --base '{"dataset": "mnist"}'
 
@@ -53,7 +53,7 @@ def run_steps(trainer: Trainer, batches: list) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("variants", nargs="*", default=['{}', '{"r1_every": 4}'],
+    p.add_argument("variants", nargs="*", default=['{}', '{"r1_every": 2}'],
                    help="JSON objects of TrainConfig fields over the base (default: the base, "
                         "and the base with R1 every 4th step)")
     p.add_argument("--base", default="{}",
