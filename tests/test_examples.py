@@ -26,8 +26,8 @@ def test_doodles_example_trains_its_recipe(tmp_path):
     config = json.loads((out / "config.json").read_text())
     c = config["config"]
     assert (c["loss"], c["r1_gamma"], c["r1_every"], c["d_dropout"], c["lr"], c["lr_decay"],
-            c["width"], c["batch_size"], c["seed"], c["picture_budget"]) == \
-        ("bce", 30.0, 4, 0.0, 3e-4, 0.5, 32, 32, 3, 0.02)
+            c["width"], c["batch_size"], c["seed"], c["picture_budget"], c["g_top_k"],
+            c["g_top_k_decay"]) == ("bce", 30.0, 4, 0.0, 3e-4, 0.5, 32, 32, 3, 0.02, 0.5, 0.98)
     records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["r1"] > 0 for r in records if "r1" in r][:1] == [True]
     assert (out / "samples" / "epoch_001.png").stat().st_size > 0
