@@ -39,8 +39,9 @@ PICTURE_BUDGET = 0.02
 
 # On a GPU a step of these small nets is the host's work (minigan launches its kernels from
 # Python), so the tutorial's full width costs what half width does: 60 epochs at width 64 took
-# 235 s on an H200 against 199-234 s at 32, and scored a classifier FD of 4.4 against 6-8
-# (benchmarks/RESULTS.md, "Third run on a GPU"). On a CPU a step's cost grows with the width's
+# 235 s on an H200 against 199-234 s at 32, and scored a classifier FD of 4.4 against 6-8 (with
+# R1 every 2nd step and no top-k, the recipe of that day; benchmarks/RESULTS.md, "Third run on
+# a GPU"). On a CPU a step's cost grows with the width's
 # square, so the 10-minute default stays at 32 there.
 GPU_WIDTH = 64
 

@@ -101,7 +101,7 @@ def top_k_schedule(epoch: int, batch: int, fraction: float, decay: float) -> int
                          f"fraction {fraction} and decay {decay}")
     if fraction == 1:
         return None
-    # (less 1e-9: 0.75 * 32 stored a hair over 24 must not round up to 25)
+    # (less 1e-9: 0.7 * 10 comes out as 7.000000000000001 and must not round up to 8)
     floor = math.ceil(fraction * batch - 1e-9)
     return max(floor, math.ceil(decay ** epoch * batch - 1e-9))
 
