@@ -92,13 +92,18 @@ def g_update(D: nn.Module, opt_g: Optimizer, loss: GANLoss, fake: Tensor,
     return stats
 
 
+def check_top_k(fraction: float, decay: float) -> None:
+    """A ValueError unless 0 < fraction <= 1 and 0 < decay <= 1 (top-k training's settings)."""
+    if not 0 < fraction <= 1 or not 0 < decay <= 1:
+        raise ValueError(f"top-k training needs 0 < fraction <= 1 and 0 < decay <= 1, got "
+                         f"fraction {fraction} and decay {decay}")
+
+
 def top_k_schedule(epoch: int, batch: int, fraction: float, decay: float) -> int | None:
     """How many of a batch of `batch` G learns from in `epoch` (0-based, epochs completed):
     the whole batch at first, times `decay` every epoch, never under `fraction` of it (both
     rounded up), as Sinha et al. (2020) anneal k; None when `fraction` is 1 (off)."""
-    if not 0 < fraction <= 1 or not 0 < decay <= 1:
-        raise ValueError(f"top-k training needs 0 < fraction <= 1 and 0 < decay <= 1, got "
-                         f"fraction {fraction} and decay {decay}")
+    check_top_k(fraction, decay)
     if fraction == 1:
         return None
     # (less 1e-9: 0.7 * 10 comes out as 7.000000000000001 and must not round up to 8)

@@ -54,6 +54,7 @@ from .losses import GANLoss, make_loss
 from .models import Recipe, build
 from .sampling import generate, to_uint8
 from .steps import (
+    check_top_k,
     d_update,
     decay_schedulers,
     g_update,
@@ -250,7 +251,7 @@ class Trainer:
         if config.r1_gamma < 0 or int(config.r1_every) != config.r1_every or config.r1_every < 1:
             raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
                              f"{config.r1_gamma} and {config.r1_every}")
-        top_k_schedule(0, 2, config.g_top_k, config.g_top_k_decay)   # checks both values
+        check_top_k(config.g_top_k, config.g_top_k_decay)
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
                                                   config.beta1, config.batch_size,
                                                   config.beta2)
