@@ -163,9 +163,10 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     """Plot training records to an image: losses, D accuracy, D outputs, and quality metrics.
 
     Each record is a dict with some of 'step', 'loss_d', 'loss_g', 'acc_real', 'acc_fake',
-    'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes', 'lr_g', 'lr_d', 'r1'; missing keys are skipped.
-    The learning rates, when scheduled (logged), are dashed lines on the loss panel's right
-    axis, and an R1 penalty a dotted one on its left. Records of a WGAN critic
+    'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes', 'lr_g', 'lr_d', 'r1', 'g_top_k'; missing keys are
+    skipped. The learning rates, when scheduled (logged), are dashed lines on the loss panel's
+    right axis, an R1 penalty a dotted one on its left, and top-k training's k (how many of a
+    batch's samples G learns from) a dash-dotted one on the second panel's right axis. Records of a WGAN critic
     ('wasserstein', 'gp', 'critic_real', 'critic_fake') replace the accuracy and D output
     panels; 'grad_norm/D' and 'grad_norm/G' add a gradient-norm panel. A last panel shows the
     Frechet distance ('fd_cls', the classifier-feature one, when present, else the
@@ -203,6 +204,7 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     if not critic:
         axes[1].set_ylim(-0.03, 1.03)                                # accuracies
     _plot_lr(axes[0], records)
+    _plot_top_k(axes[1], records)
     if quality:
         ax = axes[-1]
         fd_key = "fd_cls" if any("fd_cls" in r for r in records) else "fd"
@@ -254,6 +256,22 @@ def _plot_lr(ax, records: Sequence[dict]) -> None:
     twin.set_ylabel("learning rate", fontsize=8)
     twin.tick_params(labelsize=7)
     twin.legend(loc="upper right", fontsize=8)
+
+
+def _plot_top_k(ax, records: Sequence[dict]) -> None:
+    """Top-k training's k, the samples of each batch G learns from, on a right-hand axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    xs, ys = _series(records, "g_top_k")
+    if not xs:
+        return
+    twin = ax.twinx()
+    twin.plot(xs, ys, "-.", color="tab:brown", lw=1.2, label="top-k: samples G learns from")
+    twin.set_ylim(0, max(ys) * 1.08)
+    twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+    twin.set_ylabel("k", fontsize=8)
+    twin.tick_params(labelsize=7)
+    twin.legend(loc="lower right", fontsize=8)
 
 
 # ---- what a run recorded: layer statistics, D's logits, spectra, nearest neighbours --------

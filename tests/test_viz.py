@@ -129,6 +129,23 @@ def test_plot_curves_draws_an_r1_penalty_on_the_loss_panel(tmp_path):
     assert red(base, "a.png") == 0 and red(with_r1, "b.png") > 40     # a dotted line: 86 here
 
 
+def test_plot_curves_draws_top_k_on_the_accuracy_panel(tmp_path):
+    base = [{"step": s, "loss_d": 1.0, "loss_g": 0.5, "acc_real": 0.6, "acc_fake": 0.5}
+            for s in range(100)]
+    with_k = [dict(r, g_top_k=max(16, 32 - s // 5)) for s, r in enumerate(base)]
+
+    def brown(records, name):    # matplotlib's "tab:brown" is (140, 86, 75)
+        with Image.open(plot_curves(records, tmp_path / name)) as img:
+            a = np.asarray(img.convert("RGB")).astype(int)
+        rows = np.nonzero((np.abs(a - (140, 86, 75)).max(axis=2) <= 30).any(axis=1))[0]
+        return rows, a.shape[0]
+
+    (none, _), (rows, height) = brown(base, "a.png"), brown(with_k, "b.png")
+    assert none.size == 0 and rows.size > 5
+    # on the second of three panels: between a third and two thirds of the figure's height
+    assert height / 3 - 20 < rows.min() and rows.max() < 2 * height / 3 + 20, (rows, height)
+
+
 def test_internals_matrix_puts_each_statistic_in_its_layer_row():
     lines = [{"step": 10, "layers": {"G.0": {"type": "Linear", "mean": 1.0},
                                      "D.1": {"type": "LeakyReLU", "mean": 2.0, "neg": 0.5}}},
