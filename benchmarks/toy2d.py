@@ -192,13 +192,16 @@ def protocol_main(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = args.keep or tmp
         for mixture, loss, pack in RUNS:
-            if args.only and mixture not in args.only:
+            if (args.only and mixture not in args.only) or (args.loss and loss not in args.loss) \
+                    or (args.pack and pack not in args.pack):
                 continue
             results = []
             for seed in args.seeds:
                 t = time.perf_counter()
                 cfg = LabConfig(mixture=mixture, loss=loss, pack=pack, steps=args.steps,
                                 batch_size=args.batch, lr=args.lr, beta1=args.beta1, seed=seed,
+                                g_top_k=args.g_top_k, g_top_k_decay=args.g_top_k_decay,
+                                g_top_k_every=args.g_top_k_every,
                                 out=f"{tmp}/{mixture}-{loss}-{pack}-{seed}",
                                 eval_every=args.eval_every, checkpoint_every=0, progress=False,
                                 frame_every=args.frame_every if args.keep and
@@ -266,8 +269,11 @@ def _mean_sd(values) -> str:
 
 def _table(rows, args, wall: float, per_seed: bool = False) -> str:
     what = "training seconds of all runs" if per_seed else "wall time"
+    top_k = getattr(args, "g_top_k", 1.0)
     lines = [f"steps {args.steps}, batch {args.batch} packs, lr {args.lr or 'recipe'}, beta1 "
-             f"{args.beta1 or 'recipe'}, seeds "
+             f"{args.beta1 or 'recipe'}, "
+             + (f"top-k {top_k} (decay {args.g_top_k_decay} every {args.g_top_k_every} steps), "
+                if top_k != 1 else "") + f"seeds "
              f"{' '.join(map(str, args.seeds))}; {what} {wall / 60:.1f} min "
              f"({platform.processor() or platform.machine()}, load average "
              f"{os.getloadavg()[0]:.1f} at the end)", "",
@@ -309,6 +315,12 @@ def main(argv=None) -> int:
     r.add_argument("--lr", type=float, help="both learning rates (default: the recipe's)")
     r.add_argument("--beta1", type=float, help="Adam's beta1 (default: the recipe's)")
     r.add_argument("--only", nargs="+", choices=("ring", "grid"))
+    r.add_argument("--loss", nargs="+", choices=("bce", "wgan-gp"), help="these losses only")
+    r.add_argument("--pack", type=int, nargs="+", help="these packings only")
+    r.add_argument("--g-top-k", type=float, default=1.0, metavar="FRACTION",
+                   help="top-k training (the lab's g_top_k; default 1: off)")
+    r.add_argument("--g-top-k-decay", type=float, default=0.99, metavar="GAMMA")
+    r.add_argument("--g-top-k-every", type=int, default=100, metavar="STEPS")
     r.add_argument("--write", action="store_true", help="add the table to RESULTS.md")
     r.add_argument("--keep", help="keep the run folders here (with frames and the GIF)")
     r.add_argument("--eval-every", type=int, default=0,

@@ -247,6 +247,15 @@ def _lab_parser(sub) -> None:
                           "of training (default 0: constant)")
     lab.add_argument("--n-critic", type=int, help="D steps per G step (default: 5 for "
                                                   "wgan-gp, else 1)")
+    lab.add_argument("--g-top-k", type=float, metavar="FRACTION",
+                     help="top-k training: G learns only from the packs D scores most "
+                          "realistic, all at first, then a share falling by --g-top-k-decay "
+                          "every --g-top-k-every steps down to FRACTION (default 1: all); the "
+                          "frames' arrows show which points G learns from")
+    lab.add_argument("--g-top-k-decay", type=float, metavar="GAMMA",
+                     help="the share's factor with --g-top-k (default 0.99)")
+    lab.add_argument("--g-top-k-every", type=int, metavar="STEPS",
+                     help="G steps between those factors (default 100)")
     _run_flags(lab, "runs/lab-MIXTURE-LOSS[-packM]", "lab run")
     lab.add_argument("--frame-every", type=int, help="steps between frames (default 250)")
     lab.add_argument("--eval-every", type=int, help="steps between protocol evaluations "
@@ -259,7 +268,7 @@ def _lab_parser(sub) -> None:
 
 
 LAB_RUN_FLAGS = ("mixture", "loss", "pack", "batch_size", "lr", "beta1", "lr_decay", "n_critic",
-                 "seed")
+                 "g_top_k", "g_top_k_decay", "g_top_k_every", "seed")
 LAB_VIEW_FLAGS = ("device", "frame_every", "eval_every", "log_every", "checkpoint_every")
 
 

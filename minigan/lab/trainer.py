@@ -34,7 +34,15 @@ from ..autograd import Tensor, grad
 from ..gan.callbacks import Callback, as_callback
 from ..gan.checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from ..gan.models import Recipe
-from ..gan.steps import d_update, decay_schedulers, g_update, restore_schedule
+from ..gan.steps import (
+    check_top_k,
+    d_update,
+    decay_schedulers,
+    g_update,
+    restore_schedule,
+    top_k,
+    top_k_schedule,
+)
 from ..gan.trainer import (
     NonFiniteLossError,
     Trainer,
@@ -81,6 +89,11 @@ class LabConfig:
     n_critic: int | None = None         # D updates per G update (wgan-gp: 5)
     label_smoothing: float = 0.0        # bce only
     gp_lambda: float = 10.0             # wgan-gp only
+    g_top_k: float = 1.0                # G learns from the fraction of each batch's packs D
+                                        # scores highest, annealed to this from 1 (top-k
+                                        # training, Sinha et al. 2020; 1: all of them, off)
+    g_top_k_decay: float = 0.99         # ... the fraction's factor every g_top_k_every steps
+    g_top_k_every: int = 100            # G steps between those factors (the lab has no epochs)
     seed: int = 0
     device: str = "cpu"
     log_every: int = 50
@@ -117,6 +130,10 @@ class LabTrainer:
         if config.pack < 1 or self.n_critic < 1 or config.steps < 0:
             raise ValueError(f"pack and n_critic must be at least 1 and steps >= 0, got pack "
                              f"{config.pack}, n_critic {self.n_critic}, steps {config.steps}")
+        check_top_k(config.g_top_k, config.g_top_k_decay)
+        if config.g_top_k_every < 1:
+            raise ValueError(f"g_top_k_every is the number of G steps between top-k's decays, "
+                             f"at least 1; got {config.g_top_k_every}")
         self.recipe = RECIPES[self.loss.name].with_overrides(
             lr=config.lr, beta1=config.beta1, batch_size=config.batch_size)
         manual_seed(config.seed)
@@ -161,10 +178,19 @@ class LabTrainer:
             fake = self.G(randn(self.points_per_batch, self.config.z_dim, device=self.device))
         return _floats(d_update(self.D, self.opt_d, self.loss, real, fake))
 
+    def top_k(self, step: int | None = None) -> int | None:
+        """How many of a batch's packs G learns from at G step `step` (default: the next
+        one): top_k_schedule with `g_top_k_every` steps in place of an epoch; None: all."""
+        c = self.config
+        step = self.step if step is None else step
+        return top_k_schedule(step // c.g_top_k_every, self.recipe.batch_size, c.g_top_k,
+                              c.g_top_k_decay)
+
     def g_step(self) -> dict:
-        """One G update on D's verdict on fresh G(z) (D untouched); host floats."""
+        """One G update on D's verdict on fresh G(z) (D untouched), from the `top_k()` packs
+        D scores highest; host floats."""
         fake = self.G(randn(self.points_per_batch, self.config.z_dim, device=self.device))
-        return _floats(g_update(self.D, self.opt_g, self.loss, fake))
+        return _floats(g_update(self.D, self.opt_g, self.loss, fake, self.top_k()))
 
     def train_step(self) -> dict:
         """`n_critic` D updates, then one G update; D's statistics are their means."""
@@ -212,9 +238,15 @@ class LabTrainer:
 
     def g_gradients(self, z) -> tuple[np.ndarray, np.ndarray]:
         """(G(z), -d loss_G / d G(z)): where each fake point is, and where G's loss pushes
-        it (len(z) must be a multiple of the pack size)."""
+        it (len(z) must be a multiple of the pack size). With top-k training the loss is
+        over the same share of these packs as `top_k()` is of a batch, D's favourites: the
+        others' push is 0, as in a G step."""
         x = Tensor(backend.to_device(self.sample(z), self.device), requires_grad=True)
-        (g,) = grad(self.loss.g_loss(self.D(x)), [x])
+        scores = self.D(x)
+        k = self.top_k()
+        if k is not None:
+            k = math.ceil(k * scores.shape[0] / self.recipe.batch_size - 1e-9)
+        (g,) = grad(self.loss.g_loss(top_k(scores, k)), [x])
         return backend.to_numpy(x.data), -backend.to_numpy(g.data)
 
     def noise_grid(self, lines: int = 15, points: int = 60, span: float = 2.5) -> np.ndarray:
@@ -233,10 +265,12 @@ class LabTrainer:
         x0, x1, y0, y1 = self.mixture.extent(0.5 if self.mixture.name == "ring" else 1.0)
         xs, ys = np.linspace(x0, x1, 90), np.linspace(y0, y1, 90)
         fake, push = self.g_gradients(self.fixed_noise)
+        k = self.top_k()
         path = Path(path) if path is not None else (
             self.out / "frames" / f"step_{self.step:07d}.png")
         title = (f"{self.mixture.name}, {self.loss.name}"
-                 f"{f', pack {self.config.pack}' if self.config.pack > 1 else ''}: "
+                 f"{f', pack {self.config.pack}' if self.config.pack > 1 else ''}"
+                 f"{f', G learns from the top {k} of {self.recipe.batch_size}' if k else ''}: "
                  f"step {self.step}{note}")
         return viz.plot_lab_frame(path, self.d_surface(xs, ys), (x0, x1, y0, y1),
                                   self.fixed_real, fake, push, self.noise_grid(),
@@ -376,6 +410,8 @@ class LabTrainer:
         self._window, self._window_n = {}, 0
         if self.schedulers:
             means["lr_g"], means["lr_d"] = self.opt_g.lr, self.opt_d.lr
+        if self.config.g_top_k != 1:
+            means["g_top_k"] = self.top_k(self.step - 1)             # the last step's
         self.log(**means)
 
     def summary(self) -> dict:

@@ -26,6 +26,17 @@ def test_lab_ring_writes_a_run_folder_and_resumes(tmp_path, capsys):
     assert steps[-1] == 3
     assert main(["lab", "ring", "--out", str(out), *FAST]) == 2      # exists: resume or over
     assert "--resume" in capsys.readouterr().err
+    topk = tmp_path / "topk"
+    assert main(["lab", "ring", "--steps", "2", "--batch-size", "4", "--g-top-k", "0.5",
+                 "--g-top-k-decay", "0.5", "--g-top-k-every", "1", "--out", str(topk),
+                 *FAST]) == 0
+    cfg = json.loads((topk / "config.json").read_text())["config"]
+    assert (cfg["g_top_k"], cfg["g_top_k_decay"], cfg["g_top_k_every"]) == (0.5, 0.5, 1)
+    lines = [json.loads(s) for s in (topk / "metrics.jsonl").read_text().splitlines()]
+    assert [r["g_top_k"] for r in lines if "loss_d" in r] == [4, 2]   # 4 packs, then half
+    with pytest.raises(SystemExit):
+        main(["lab", "--resume", str(topk), "--g-top-k", "0.25"])
+    assert "--g-top-k cannot be given with --resume" in capsys.readouterr().err
 
 
 def test_lab_on_a_user_npy(tmp_path):

@@ -184,3 +184,58 @@ def test_the_pictures_show_d_and_the_gradients(tmp_path):
         assert -push[i, j] == pytest.approx(numeric, rel=0.05, abs=1e-4)
     lines = lab.noise_grid(lines=5, points=9)
     assert lines.shape == (10, 9, 2)
+
+
+def test_top_k_training_in_the_lab(tmp_path):
+    """k over the batch's packs: the whole batch (8) for g_top_k_every = 2 steps, then half
+    of it (0.5 x 8 = 4, the floor); logged for the window's last step; a run stopped and
+    resumed ends with the same weights."""
+    common = dict(g_top_k=0.5, g_top_k_decay=0.5, g_top_k_every=2, frame_every=0,
+                  eval_every=0, checkpoint_every=0, **TINY)
+    whole = LabTrainer(LabConfig(out=str(tmp_path / "whole"), steps=6, **common))
+    assert [whole.top_k(s) for s in range(6)] == [8, 8, 4, 4, 4, 4]
+    whole.fit()
+    assert [(r["step"], r["g_top_k"]) for r in whole.records if "loss_d" in r] == \
+        [(2, 8), (4, 4), (6, 4)]
+    half = LabTrainer(LabConfig(out=str(tmp_path / "half"), steps=3, **common))
+    half.fit()
+    again = LabTrainer.resume(tmp_path / "half", steps=6)
+    assert again.top_k() == 4
+    again.fit()
+    for net in ("G", "D"):
+        a, b = _params(getattr(whole, net)), _params(getattr(again, net))
+        assert all((a[k] == b[k]).all() for k in a), f"{net} differs after resume"
+    # settings outside (0, 1] or a period under one step are refused, saying which
+    for bad in (dict(g_top_k=0.0), dict(g_top_k_decay=1.5), dict(g_top_k_every=0)):
+        with pytest.raises(ValueError, match="top-k|top_k"):
+            LabTrainer(LabConfig(out=str(tmp_path / "bad"), **dict(TINY, **bad)))
+
+
+def test_top_k_arrows_push_only_the_points_d_likes_best(tmp_path):
+    """With k = 4 of a batch of 8 the frame's loss is over half of its points, the half D
+    scores highest: exactly those have an arrow, and an arrow is minus the gradient of the
+    mean of G's loss over that half (checked by central differences)."""
+    from minigan import Tensor
+
+    lab = LabTrainer(LabConfig(out=str(tmp_path / "r"), g_top_k=0.5, g_top_k_decay=0.5,
+                               g_top_k_every=1, **TINY))
+    lab.step = 1                                       # past the first period: k = 4 of 8
+    assert lab.top_k() == 4
+    z = lab.fixed_noise[:10]
+    fake, push = lab.g_gradients(z)
+    scores = lab.D(Tensor(fake)).data.reshape(-1)
+    best = np.sort(np.argsort(-scores.astype(np.float64), kind="stable")[:5])   # ceil(10 / 2)
+    moved = np.nonzero(np.abs(push).sum(axis=1))[0]
+    np.testing.assert_array_equal(moved, best)
+    assert (push[np.setdiff1d(np.arange(10), best)] == 0).all()
+    eps, i = 1e-3, best[0]
+
+    def g_loss(pts):          # G's loss over the kept points (the set held fixed)
+        return lab.loss.g_loss(lab.D(Tensor(pts[best].astype(np.float32)))).item()
+
+    for j in range(2):
+        up, down = fake.astype(np.float64).copy(), fake.astype(np.float64).copy()
+        up[i, j] += eps
+        down[i, j] -= eps
+        numeric = (g_loss(up) - g_loss(down)) / (2 * eps)
+        assert -push[i, j] == pytest.approx(numeric, rel=0.05, abs=1e-4)
