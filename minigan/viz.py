@@ -166,12 +166,12 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike,
     'd_x', 'd_g_z', 'fd', 'fd_cls', 'modes', 'lr_g', 'lr_d', 'r1', 'g_top_k'; missing keys are
     skipped. The learning rates, when scheduled (logged), are dashed lines on the loss panel's
     right axis, an R1 penalty a dotted one on its left, and top-k training's k (how many of a
-    batch's samples G learns from) a dash-dotted one on the second panel's right axis. Records of a WGAN critic
-    ('wasserstein', 'gp', 'critic_real', 'critic_fake') replace the accuracy and D output
-    panels; 'grad_norm/D' and 'grad_norm/G' add a gradient-norm panel. A last panel shows the
-    Frechet distance ('fd_cls', the classifier-feature one, when present, else the
-    pixel 'fd') and 'modes' when any record has them. `marks` are steps drawn as red vertical
-    lines (mode-collapse warnings).
+    batch's samples G learns from) a dash-dotted one on the second panel's right axis.
+    Records of a WGAN critic ('wasserstein', 'gp', 'critic_real', 'critic_fake') replace the
+    accuracy and D output panels; 'grad_norm/D' and 'grad_norm/G' add a gradient-norm panel.
+    A last panel shows the Frechet distance ('fd_cls', the classifier-feature one, when
+    present, else the pixel 'fd') and 'modes' when any record has them. `marks` are steps
+    drawn as red vertical lines (mode-collapse warnings).
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
