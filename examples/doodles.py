@@ -51,37 +51,60 @@ def default_width(device: str) -> int:
     return GPU_WIDTH if device == "cuda" else RECIPE["width"]
 
 
+CATEGORY, SEED, LIMIT = "smiley face", 0, 5000
+
+
 def config(args, device: str) -> TrainConfig:
-    """The run the command line asks for, on `device`."""
+    """The run the command line asks for, on `device` (flags not given: their defaults)."""
     recipe = dict(RECIPE, width=args.width or default_width(device))
+    limit = LIMIT if args.limit is None else args.limit
     return TrainConfig(
-        dataset=f"quickdraw:{args.category}", limit=args.limit or None, **recipe,
-        epochs=args.epochs, out=args.out, seed=args.seed, quality_every=args.quality_every,
-        picture_budget=PICTURE_BUDGET, device=device,
+        dataset=f"quickdraw:{args.category or CATEGORY}", limit=limit or None, **recipe,
+        epochs=args.epochs, out=args.out, seed=SEED if args.seed is None else args.seed,
+        quality_every=args.quality_every, picture_budget=PICTURE_BUDGET, device=device,
     )
+
+
+# the flags that choose what a run is, and the TrainConfig field each sets
+RUN_FLAGS = {"category": "dataset", "seed": "seed", "limit": "limit", "width": "width"}
+
+
+def clashes(args, wanted: TrainConfig, saved: dict) -> list[tuple[str, object, object]]:
+    """(field, the run folder's value, the value asked for) for each of RUN_FLAGS given on
+    the command line that the run in the folder was not trained with: continuing the run
+    would ignore it."""
+    return [(field, saved.get(field), getattr(wanted, field))
+            for flag, field in RUN_FLAGS.items()
+            if getattr(args, flag) is not None and getattr(wanted, field) != saved.get(field)]
 
 
 def main() -> None:
     p = parser("Train a DCGAN on Quick, Draw! doodles.", EPOCHS, "runs/doodles")
-    p.add_argument("--category", default="smiley face", help="Quick, Draw! category")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--limit", type=int, default=5000,
-                   help="use the first N drawings (default 5000; 0 for all)")
+    p.add_argument("--category", help=f"Quick, Draw! category (default {CATEGORY!r})")
+    p.add_argument("--seed", type=int, help=f"default {SEED}")
+    p.add_argument("--limit", type=int,
+                   help=f"use the first N drawings (default {LIMIT}; 0 for all)")
     p.add_argument("--width", type=int, default=None,
                    help=f"layer width of both nets (default {RECIPE['width']} on the CPU, "
                         f"{GPU_WIDTH}, the tutorial's, on a GPU, where it costs no more time)")
     args = p.parse_args()
     if args.width is not None and args.width < 1:
         p.error(f"--width must be a positive number of channels, got {args.width}")
+    wanted = config(args, device(p, args))
     saved = Path(args.out) / "config.json"
-    if args.width is not None and not args.restart and saved.is_file() and \
+    if not args.restart and saved.is_file() and \
             (Path(args.out) / "checkpoints" / "last.npz").is_file():
-        width = json.loads(saved.read_text())["config"].get("width")
-        if width != args.width:
-            p.error(f"the run in {args.out} trains its nets at width {width}; --width "
-                    f"{args.width} cannot continue it: add --restart to start over at width "
-                    f"{args.width}, or --out NEW_FOLDER for a second run")
-    run(config(args, device(p, args)), args.restart)
+        differ = clashes(args, wanted, json.loads(saved.read_text())["config"])
+        if differ:
+            was = ", ".join(f"{field} {old!r}" for field, old, _ in differ)
+            now = ", ".join(f"{field} {new!r}" for field, _, new in differ)
+            flags = " ".join(f"--{flag}" for flag, field in RUN_FLAGS.items()
+                             if field in {f for f, _, _ in differ})
+            asks = "asks" if len(differ) == 1 else "ask"
+            p.error(f"the run in {args.out} was trained with {was}; {flags} {asks} for {now} and "
+                    f"cannot continue it (the same command without them goes on with the run): "
+                    f"add --restart to start over, or --out NEW_FOLDER for a second run")
+    run(wanted, args.restart)
 
 
 if __name__ == "__main__":

@@ -93,21 +93,45 @@ def test_doodles_width_follows_the_device_unless_given():
     assert cpu.dataset == "quickdraw:smiley face" and cpu.limit == 5000
 
 
-def test_doodles_refuses_a_width_its_run_folder_was_not_trained_at(tmp_path):
-    """Continuing a run keeps its nets: a different --width is a usage error naming both ways
-    out, and the folder is left as it was."""
+def test_doodles_refuses_flags_its_run_folder_was_not_trained_with(tmp_path):
+    """Continuing a run keeps its data, seed and nets: a --width, --seed, --category or --limit
+    that differs from the run folder's is a usage error naming what differs and both ways out,
+    and the folder is left as it was; the same values, or none, go on."""
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "last.npz").write_bytes(b"not read")
-    (out / "config.json").write_text(json.dumps({"config": {"width": 32}}))
+    (out / "config.json").write_text(json.dumps({"config": {
+        "width": 32, "seed": 0, "dataset": "quickdraw:smiley face", "limit": 5000}}))
     before = sorted(p.name for p in out.rglob("*"))
-    res = subprocess.run([sys.executable, "examples/doodles.py", "--width", "64", "--out",
-                          str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2, res.stdout + res.stderr
-    last = res.stderr.strip().splitlines()[-1]
-    assert "trains its nets at width 32" in last and "--restart" in last and \
-        "--out NEW_FOLDER" in last, res.stderr
-    assert sorted(p.name for p in out.rglob("*")) == before
+
+    def refused(*flags):
+        res = subprocess.run([sys.executable, "examples/doodles.py", *flags, "--out", str(out)],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert sorted(p.name for p in out.rglob("*")) == before
+        last = res.stderr.strip().splitlines()[-1]
+        assert "--restart" in last and "--out NEW_FOLDER" in last, res.stderr
+        return last
+
+    assert "was trained with width 32; --width asks for width 64 and cannot continue it" in \
+        refused("--width", "64")
+    assert "trained with seed 0; --seed asks for seed 1" in refused("--seed", "1")
+    last = refused("--category", "cat", "--limit", "0", "--seed", "0", "--width", "32")
+    assert "trained with dataset 'quickdraw:smiley face', limit 5000; --category --limit ask " \
+        "for dataset 'quickdraw:cat', limit None" in last, last
+
+    doodles = _doodles_module()
+    saved = json.loads((out / "config.json").read_text())["config"]
+
+    class Args:                   # the same values given, or none: nothing clashes
+        def __init__(self, **kw):
+            self.category = self.seed = self.limit = self.width = None
+            self.out, self.epochs, self.quality_every = str(out), 60, 0
+            self.__dict__.update(kw)
+
+    for given in ({}, dict(seed=0, width=32, category="smiley face", limit=5000)):
+        args = Args(**given)
+        assert doodles.clashes(args, doodles.config(args, "cpu"), saved) == []
     res = subprocess.run([sys.executable, "examples/doodles.py", "--width", "0", "--out",
                           str(tmp_path / "other")], cwd=REPO, capture_output=True, text=True,
                          timeout=120)
