@@ -7,7 +7,9 @@
 The drawings come from the data module's usual places: $MINIGAN_DATA/quickdraw/<category>.npy
 if you have it (e.g. a 5000-drawing subset), else Google's full category file, downloaded once
 into ~/.cache/minigan (the full "smiley face" file holds 124,386 drawings; --limit keeps the
-first N so that an epoch stays short). Stop with Ctrl-C and run the same command again to go on.
+first N so that an epoch stays short). Stop with Ctrl-C and run the same command again to go on
+(a --category, --seed, --limit or --width the run folder was not trained with is refused: add
+--restart or give another --out).
 """
 
 import json
