@@ -29,10 +29,10 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
                  "loss": ("bce", "hinge", "wgan-gp")}
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
-             "seed", "limit", "image_size", "channels", "flip", "z_dim", "width", "g_width",
-             "d_width", "loss", "label_smoothing", "lr_decay", "ema", "spectral_norm",
-             "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "augment", "n_critic", "data_root",
-             "g_top_k", "g_top_k_decay")
+             "seed", "limit", "min_enclosed_marks", "image_size", "channels", "flip", "z_dim",
+             "width", "g_width", "d_width", "loss", "label_smoothing", "lr_decay", "ema",
+             "spectral_norm", "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "augment",
+             "n_critic", "data_root", "g_top_k", "g_top_k_decay")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                                     "(the TensorFlow tutorial's Adam 1e-4, beta1 0.9, batch 256)")
     _run_flags(t, "runs/DATASET-ARCH", "run")
     t.add_argument("--limit", type=int, help="use only the first N images")
+    t.add_argument("--min-enclosed-marks", type=int, metavar="N",
+                   help="of those, train only on the drawings whose outline closes around N "
+                        "marks or more (e.g. 2: the faces with a head around eyes and mouth; "
+                        "minigan.data.drawings.enclosed_marks); default: all")
     t.add_argument("--image-size", type=int, help="image size for folder: and ellipses "
                                                   "datasets (default 28)")
     t.add_argument("--channels", type=int, choices=(1, 3), help="1 or 3, for folder: datasets")

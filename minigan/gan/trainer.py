@@ -43,6 +43,7 @@ import numpy as np
 from .. import __version__, backend, manual_seed, no_grad, randn, viz
 from ..atomic import atomic_open
 from ..data import DataLoader, load_dataset
+from ..data.drawings import enclosed_marks
 from ..kernels import shifted
 from ..kernels import threads as T
 from ..optim import AveragedModel, get_ema_multi_avg_fn
@@ -88,6 +89,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     limit: int | None = None            # keep the first N images
+    min_enclosed_marks: int | None = None   # of those, keep the drawings whose outline closes
+                                        # around at least this many marks (data.drawings;
+                                        # None: all)
     image_size: int | None = None       # for folder: and ellipses datasets (default 28)
     channels: int = 1                   # for folder: datasets
     flip: bool = False
@@ -203,8 +207,22 @@ def load_images(config: TrainConfig) -> np.ndarray:
     if config.image_size is not None and kind not in ("folder", "ellipses"):
         raise ValueError(f"--image-size applies to folder: and ellipses datasets; "
                          f"{config.dataset!r} has a fixed size (28x28)")
-    return load_dataset(config.dataset, root=config.data_root, limit=config.limit,
-                        size=config.image_size or 28, channels=config.channels)
+    images = load_dataset(config.dataset, root=config.data_root, limit=config.limit,
+                          size=config.image_size or 28, channels=config.channels)
+    if config.min_enclosed_marks is None:
+        return images
+    if config.min_enclosed_marks < 0:
+        raise ValueError(f"min_enclosed_marks is a number of marks, 0 or more; got "
+                         f"{config.min_enclosed_marks}")
+    if images.ndim != 3:
+        raise ValueError(f"min_enclosed_marks selects line drawings, one channel; "
+                         f"{config.dataset!r} has {images.shape[3]} channels")
+    keep = enclosed_marks(images) >= config.min_enclosed_marks
+    if not keep.any():
+        raise ValueError(f"none of the {len(images)} images of {config.dataset!r} has a closed "
+                         f"outline around {config.min_enclosed_marks} marks or more: lower "
+                         "--min-enclosed-marks, or leave it out to train on all of them")
+    return images[keep]
 
 
 class Trainer:
