@@ -75,7 +75,7 @@ def test_doodles_width_follows_the_device_unless_given():
     costs the same at either; --width overrides both and changes nothing else."""
     doodles = _doodles_module()
     ns = dict(category="smiley face", limit=5000, epochs=60, out="runs/doodles", seed=0,
-              quality_every=0)
+              quality_every=0, min_enclosed_marks=None)
 
     class Args:
         def __init__(self, **kw):
@@ -101,7 +101,8 @@ def test_doodles_refuses_flags_its_run_folder_was_not_trained_with(tmp_path):
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "last.npz").write_bytes(b"not read")
     (out / "config.json").write_text(json.dumps({"config": {
-        "width": 32, "seed": 0, "dataset": "quickdraw:smiley face", "limit": 5000}}))
+        "width": 32, "seed": 0, "dataset": "quickdraw:smiley face", "limit": 5000,
+        "min_enclosed_marks": None}}))
     before = sorted(p.name for p in out.rglob("*"))
 
     def refused(*flags):
@@ -119,13 +120,15 @@ def test_doodles_refuses_flags_its_run_folder_was_not_trained_with(tmp_path):
     last = refused("--category", "cat", "--limit", "0", "--seed", "0", "--width", "32")
     assert "trained with dataset 'quickdraw:smiley face', limit 5000; --category --limit ask " \
         "for dataset 'quickdraw:cat', limit None" in last, last
+    assert "trained with min_enclosed_marks None; --min-enclosed-marks asks for " \
+        "min_enclosed_marks 2" in refused("--min-enclosed-marks", "2")
 
     doodles = _doodles_module()
     saved = json.loads((out / "config.json").read_text())["config"]
 
     class Args:                   # the same values given, or none: nothing clashes
         def __init__(self, **kw):
-            self.category = self.seed = self.limit = self.width = None
+            self.category = self.seed = self.limit = self.width = self.min_enclosed_marks = None
             self.out, self.epochs, self.quality_every = str(out), 60, 0
             self.__dict__.update(kw)
 
