@@ -47,6 +47,17 @@ def _run_flags(p, default_out: str, what: str) -> None:
     p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
 
 
+def _top_k_flags(p, what: str, when: str, more: str = "") -> None:
+    """--g-top-k and --g-top-k-decay (top-k training), for `what` G learns from."""
+    p.add_argument("--g-top-k", type=float, metavar="FRACTION",
+                   help=f"top-k training (Sinha et al. 2020): G learns only from the {what} D "
+                        f"scores most realistic, all of them at first, then a share falling by "
+                        f"--g-top-k-decay {when} down to FRACTION (e.g. 0.5; default 1: all)"
+                        + more)
+    p.add_argument("--g-top-k-decay", type=float, metavar="GAMMA",
+                   help=f"the share's factor {when} with --g-top-k (default 0.99)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minigan", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"minigan {__version__}")
@@ -109,13 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--r1-every", type=int, metavar="K",
                    help="take the R1 penalty every K D steps only, weighted K times (default "
                         "1; 4 costs a quarter of the time)")
-    t.add_argument("--g-top-k", type=float, metavar="FRACTION",
-                   help="top-k training (Sinha et al. 2020): G learns only from the samples D "
-                        "scores most realistic, the whole batch at first, then a share falling "
-                        "by --g-top-k-decay every epoch down to FRACTION of it (e.g. 0.5; "
-                        "default 1: every sample)")
-    t.add_argument("--g-top-k-decay", type=float, metavar="GAMMA",
-                   help="the share's factor per epoch with --g-top-k (default 0.99)")
+    _top_k_flags(t, "samples", "every epoch")
     t.add_argument("--d-dropout", type=float, metavar="P",
                    help="D's dropout rate (default: the arch's own, 0.3 for dcgan; 0: none)")
     t.add_argument("--augment", metavar="POLICY",
@@ -251,13 +256,8 @@ def _lab_parser(sub) -> None:
                           "of training (default 0: constant)")
     lab.add_argument("--n-critic", type=int, help="D steps per G step (default: 5 for "
                                                   "wgan-gp, else 1)")
-    lab.add_argument("--g-top-k", type=float, metavar="FRACTION",
-                     help="top-k training: G learns only from the packs D scores most "
-                          "realistic, all at first, then a share falling by --g-top-k-decay "
-                          "every --g-top-k-every steps down to FRACTION (default 1: all); the "
-                          "frames' arrows show which points G learns from")
-    lab.add_argument("--g-top-k-decay", type=float, metavar="GAMMA",
-                     help="the share's factor with --g-top-k (default 0.99)")
+    _top_k_flags(lab, "packs", "every --g-top-k-every steps",
+                 "; the frames' arrows show which points G learns from")
     lab.add_argument("--g-top-k-every", type=int, metavar="STEPS",
                      help="G steps between those factors (default 100)")
     _run_flags(lab, "runs/lab-MIXTURE-LOSS[-packM]", "lab run")

@@ -162,6 +162,16 @@ def test_a_user_point_set_trains_without_the_protocol(tmp_path):
         lab.evaluate()
 
 
+def _assert_push_is_minus_the_gradient(push, fake, i, g_loss, eps=1e-3):
+    """Point i's arrow against central differences of `g_loss` (float32 D: 5 %)."""
+    for j in range(2):
+        up, down = fake.astype(np.float64).copy(), fake.astype(np.float64).copy()
+        up[i, j] += eps
+        down[i, j] -= eps
+        numeric = (g_loss(up) - g_loss(down)) / (2 * eps)
+        assert -push[i, j] == pytest.approx(numeric, rel=0.05, abs=1e-4)
+
+
 def test_the_pictures_show_d_and_the_gradients(tmp_path):
     lab = LabTrainer(LabConfig(out=str(tmp_path / "r"), **TINY))
     xs = ys = np.linspace(-1.5, 1.5, 7)
@@ -171,17 +181,12 @@ def test_the_pictures_show_d_and_the_gradients(tmp_path):
     assert fake.shape == push.shape == (10, 2)
     # the arrow is minus the gradient of G's loss at the point: check one by differences
     from minigan import Tensor
-    eps, i = 1e-3, 4
+    i = 4
 
     def g_loss(pts):
         return lab.loss.g_loss(lab.D(Tensor(pts.astype(np.float32)))).item()
 
-    for j in range(2):
-        up, down = fake.astype(np.float64).copy(), fake.astype(np.float64).copy()
-        up[i, j] += eps
-        down[i, j] -= eps
-        numeric = (g_loss(up) - g_loss(down)) / (2 * eps)
-        assert -push[i, j] == pytest.approx(numeric, rel=0.05, abs=1e-4)
+    _assert_push_is_minus_the_gradient(push, fake, i, g_loss)
     lines = lab.noise_grid(lines=5, points=9)
     assert lines.shape == (10, 9, 2)
 
@@ -228,14 +233,9 @@ def test_top_k_arrows_push_only_the_points_d_likes_best(tmp_path):
     moved = np.nonzero(np.abs(push).sum(axis=1))[0]
     np.testing.assert_array_equal(moved, best)
     assert (push[np.setdiff1d(np.arange(10), best)] == 0).all()
-    eps, i = 1e-3, best[0]
+    i = best[0]
 
     def g_loss(pts):          # G's loss over the kept points (the set held fixed)
         return lab.loss.g_loss(lab.D(Tensor(pts[best].astype(np.float32)))).item()
 
-    for j in range(2):
-        up, down = fake.astype(np.float64).copy(), fake.astype(np.float64).copy()
-        up[i, j] += eps
-        down[i, j] -= eps
-        numeric = (g_loss(up) - g_loss(down)) / (2 * eps)
-        assert -push[i, j] == pytest.approx(numeric, rel=0.05, abs=1e-4)
+    _assert_push_is_minus_the_gradient(push, fake, i, g_loss)
