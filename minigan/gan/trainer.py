@@ -515,8 +515,9 @@ class Trainer:
         self._stop_requested = False
         total = self.total_steps
         if self.step >= total:
-            print(f"{self.out} already finished at step {self.step} of {total}; pass a larger "
-                  "--epochs or --steps with --resume to train longer")
+            print(f"{self.out} already finished at step {self.step} of {total}; to train "
+                  f"longer, give a larger --epochs or --steps: minigan train --resume "
+                  f"{self.out} --epochs N, or an example's own command with --epochs N")
             self._t0 = None
             return self.summary()
         bar = self._bar = _progress_bar(total, self.step, self.config.progress)
