@@ -178,13 +178,14 @@ class LabTrainer:
             fake = self.G(randn(self.points_per_batch, self.config.z_dim, device=self.device))
         return _floats(d_update(self.D, self.opt_d, self.loss, real, fake))
 
-    def top_k(self, step: int | None = None) -> int | None:
-        """How many of a batch's packs G learns from at G step `step` (default: the next
-        one): top_k_schedule with `g_top_k_every` steps in place of an epoch; None: all."""
+    def top_k(self, step: int | None = None, batch: int | None = None) -> int | None:
+        """How many of `batch` packs (default: a training batch's) G learns from at G step
+        `step` (default: the next one): top_k_schedule with `g_top_k_every` steps in place of
+        an epoch, as the image Trainer's `top_k`; None: all."""
         c = self.config
         step = self.step if step is None else step
-        return top_k_schedule(step // c.g_top_k_every, self.recipe.batch_size, c.g_top_k,
-                              c.g_top_k_decay)
+        return top_k_schedule(step // c.g_top_k_every, batch or self.recipe.batch_size,
+                              c.g_top_k, c.g_top_k_decay)
 
     def g_step(self) -> dict:
         """One G update on D's verdict on fresh G(z) (D untouched), from the `top_k()` packs
@@ -239,14 +240,11 @@ class LabTrainer:
     def g_gradients(self, z) -> tuple[np.ndarray, np.ndarray]:
         """(G(z), -d loss_G / d G(z)): where each fake point is, and where G's loss pushes
         it (len(z) must be a multiple of the pack size). With top-k training the loss is
-        over the same share of these packs as `top_k()` is of a batch, D's favourites: the
-        others' push is 0, as in a G step."""
+        over the share of these packs that a G step now takes of its batch, D's favourites:
+        the others' push is 0, as in a G step."""
         x = Tensor(backend.to_device(self.sample(z), self.device), requires_grad=True)
         scores = self.D(x)
-        k = self.top_k()
-        if k is not None:
-            k = math.ceil(k * scores.shape[0] / self.recipe.batch_size - 1e-9)
-        (g,) = grad(self.loss.g_loss(top_k(scores, k)), [x])
+        (g,) = grad(self.loss.g_loss(top_k(scores, self.top_k(batch=scores.shape[0]))), [x])
         return backend.to_numpy(x.data), -backend.to_numpy(g.data)
 
     def noise_grid(self, lines: int = 15, points: int = 60, span: float = 2.5) -> np.ndarray:
