@@ -30,7 +30,7 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
              "seed", "limit", "min_enclosed_marks", "image_size", "channels", "flip", "z_dim",
-             "width", "g_width", "d_width", "loss", "label_smoothing", "lr_decay", "ema",
+             "width", "g_width", "d_width", "d_depth", "loss", "label_smoothing", "lr_decay", "ema",
              "spectral_norm", "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "augment",
              "n_critic", "data_root", "g_top_k", "g_top_k_decay")
 # flags that only change what is measured and shown: may change when resuming
@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--g-width", type=int, help="G's width alone (default: --width), as "
                                                "ngf in PyTorch's DCGAN")
     t.add_argument("--d-width", type=int, help="D's width alone (default: --width), as ndf")
+    t.add_argument("--d-depth", type=int, choices=(2, 3),
+                   help="arch dcgan: D's stride-2 convolutions, 2 (the tutorial's, default) or 3 "
+                        "(one more, 3x3 to twice the channels at 4x4)")
     t.add_argument("--loss", choices=TRAIN_CHOICES["loss"],
                    help="default bce; wgan-gp trains D as a critic (no BatchNorm, no dropout) "
                         "with Adam 1e-4, betas (0, 0.9) unless --lr/--beta1 say otherwise")
@@ -471,6 +474,9 @@ def _eval(args) -> int:
             ("mean confidence", "confidence", "{:.3f}"),
             ("diversity (1 = real)", "diversity", "{:.3f}"),
             ("nearest-neighbour diversity", "nn_diversity", "{:.3f}"))
+    if "marks2" in got:            # Quick, Draw!: drawn whole? (metrics.drawing_structure)
+        rows += (("outline closed", "closed", "{:.1%}"),
+                 ("closed, 2+ marks inside", "marks2", "{:.1%}"))
     print(f"  {'':<30}{'samples':>10}{'real':>10}")
     for label, key, fmt in rows:
         print(f"  {label:<30}{fmt.format(got[key]):>10}{fmt.format(floor[key]):>10}")

@@ -9,7 +9,10 @@ penultimate features (the 128 inputs of the last layer) and its predictions give
   KL divergence to the real class distribution, the class entropy, the mean max-softmax
   confidence;
 - `diversity`: mean pairwise feature distance relative to real data, and its local twin
-  `nn_diversity`, the mean distance to the nearest other sample relative to real data.
+  `nn_diversity`, the mean distance to the nearest other sample relative to real data;
+- for Quick, Draw! drawings, without the classifier (`minigan.data.enclosed_marks`): `closed`,
+  the share of drawings whose outline closes, and `marks2`, the share whose outline closes
+  around two marks or more (a face's eyes and mouth, the features a blurry sample loses first).
 
 `evaluate` computes them all for a batch of images, `real_floor` the same figures for real test
 images (what a perfect generator would score), and `collapse_warning` reads a result and says
@@ -38,7 +41,7 @@ import numpy as np
 from . import backend, nn, optim
 from .atomic import atomic_open
 from .autograd import Tensor, no_grad
-from .data import datasets
+from .data import datasets, enclosed_marks
 from .data.download import data_root
 
 CACHE_ENV = "MINIGAN_CACHE"
@@ -607,7 +610,8 @@ def evaluate(images, dataset: str = "mnist", *, root=None, model: Classifier | N
     'quickdraw:smiley face', ...) through the dataset's cached classifier; `model` and `real`
     (images or a Reference) replace those, e.g. for a custom classifier. Keys: fd, modes,
     num_classes, kl, class_entropy, class_entropy_real, class_entropy_ratio, confidence,
-    diversity, nn_diversity, histogram, n, n_real.
+    diversity, nn_diversity, histogram, n, n_real; for Quick, Draw! datasets also closed and
+    marks2 (`drawing_structure`).
     """
     model = model or classifier(dataset, root, device=device)
     if real is None:
@@ -625,6 +629,7 @@ def evaluate(images, dataset: str = "mnist", *, root=None, model: Classifier | N
     sub = _subsample(feats, DIVERSITY_SAMPLES, seed)
     real_sub = _subsample(ref.feats, len(sub), seed)
     h, h_real = class_entropy(hist), class_entropy(ref.hist)
+    structure = drawing_structure(images) if _task(dataset) == "quickdraw" else {}
     return {
         "fd": frechet_distance_from_stats(mu, sigma, ref.mu, ref.sigma),
         "modes": mode_coverage(hist),
@@ -642,7 +647,16 @@ def evaluate(images, dataset: str = "mnist", *, root=None, model: Classifier | N
         "classes": list(model.classes),
         "n": len(feats),
         "n_real": ref.n,
+        **structure,
     }
+
+
+def drawing_structure(images, threshold: int = 128) -> dict:
+    """{'closed': share of drawings whose outline closes, 'marks2': share whose outline closes
+    around two marks or more}, strokes at `threshold` or brighter (uint8), as
+    `minigan.data.enclosed_marks` counts them. Held-out "smiley face" drawings: 0.72 and 0.52."""
+    marks = enclosed_marks(as_uint8_images(images), threshold=threshold)
+    return {"closed": float(np.mean(marks >= 0)), "marks2": float(np.mean(marks >= 2))}
 
 
 def real_floor(dataset: str = "mnist", root=None, device: str | None = None,

@@ -311,3 +311,36 @@ def test_evaluate_real_mnist(monkeypatch):
     assert floor["modes"] == 10 and floor["kl"] < 0.05
     assert floor["fd"] < 0.1 * M.evaluate(x_test[y_test == 1][:500], model=model,
                                             real=ref)["fd"]
+
+
+def _boxes(marks_inside: list[int], open_sides: list[bool]) -> np.ndarray:
+    """Square outlines (uint8 255 on 0), each with the given number of separate dots inside,
+    and a gap in its right side where open."""
+    out = np.zeros((len(marks_inside), 28, 28), np.uint8)
+    for img, k, gap in zip(out, marks_inside, open_sides, strict=True):
+        img[4, 4:24] = img[23, 4:24] = img[4:24, 4] = img[4:24, 23] = 255
+        for j in range(k):
+            img[8 + 4 * j, 8:10] = 255
+        if gap:
+            img[12:15, 23] = 0
+    return out
+
+
+def test_drawing_structure_counts_closed_outlines_and_marks_inside():
+    images = _boxes([3, 2, 0, 1, 3], [False, False, False, False, True])
+    got = M.drawing_structure(images)
+    assert got == {"closed": 4 / 5, "marks2": 2 / 5}
+    as_float = images[:, None].astype(np.float32) / 127.5 - 1       # generator output
+    assert M.drawing_structure(as_float) == got
+    faint = images // 2                  # strokes at 127: below the threshold, nothing drawn
+    assert M.drawing_structure(faint) == {"closed": 0.0, "marks2": 0.0}
+    assert M.drawing_structure(faint, threshold=100) == got
+
+
+def test_evaluate_reports_drawing_structure_for_quickdraw_only(shapes):
+    data, model, _ = shapes
+    images = np.concatenate([_boxes([2] * 6, [False] * 6), data.x_test[:6]])
+    quickdraw = M.evaluate(images, "quickdraw:smiley face", model=model, real=data.x_train)
+    # the ellipse outlines and filled ellipses hold no marks: only the boxes count
+    assert quickdraw["marks2"] == 0.5 and quickdraw["closed"] >= 0.5
+    assert "marks2" not in M.evaluate(images, "mnist", model=model, real=data.x_train)

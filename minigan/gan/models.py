@@ -112,15 +112,20 @@ def _quarter(arch: str, image_shape) -> tuple[int, int, int]:
     return c, h // 4, w // 4
 
 
-def dcgan(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64) -> tuple[nn.Module,
-                                                                               nn.Module]:
+def dcgan(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64,
+          d_depth: int = 2) -> tuple[nn.Module, nn.Module]:
     """The TensorFlow DCGAN tutorial's MNIST nets (tensorflow.org/tutorials/generative/dcgan).
 
     Keras 'same' padding with kernel 5 becomes padding 2 (plus output_padding 1 when upsampling
     by 2); Keras BatchNormalization's momentum 0.99 and epsilon 1e-3 become PyTorch's momentum
     0.01 and eps 1e-3; LeakyReLU keeps Keras's default slope 0.3; weights use Keras's
     glorot-uniform with zero biases. `width` scales every layer (the tutorial's is 64).
+    `d_depth` 3 gives D a third convolution, 3x3 with stride 2 to twice the channels (7x7 ->
+    4x4 for 28x28 images), before its linear layer; 2 is the tutorial's D.
     """
+    if d_depth not in (2, 3):
+        raise ValueError(f"d_depth of arch 'dcgan' must be 2 (the tutorial's D) or 3 (one more "
+                         f"stride-2 convolution), got {d_depth!r}")
     c, h, w = _quarter("dcgan", image_shape)
     c1, c2, c4 = width, 2 * width, 4 * width                      # 64, 128, 256
 
@@ -138,11 +143,16 @@ def dcgan(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64) -> tuple[n
         nn.ConvTranspose2d(c1, c, 5, 2, 2, output_padding=1, bias=False),
         nn.Tanh(),                                                         # (N, C, 28, 28)
     )
+    third, features = [], c2 * h * w                                   # (N, 6272)
+    if d_depth == 3:
+        third = [nn.Conv2d(c2, c4, 3, 2, 1), nn.LeakyReLU(0.3), nn.Dropout(0.3)]
+        features = c4 * ((h + 1) // 2) * ((w + 1) // 2)                  # (N, 256 * 4 * 4)
     D = nn.Sequential(
         nn.Conv2d(c, c1, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3),      # (N, 64, 14, 14)
         nn.Conv2d(c1, c2, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3),     # (N, 128, 7, 7)
-        nn.Flatten(),                                                      # (N, 6272)
-        nn.Linear(c2 * h * w, 1),                                          # logits (N, 1)
+        *third,
+        nn.Flatten(),
+        nn.Linear(features, 1),                                            # logits (N, 1)
     )
     _glorot(G)
     _glorot(D)
@@ -312,14 +322,16 @@ def spectrally_normalized(D: nn.Sequential) -> nn.Sequential:
 def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "default",
           width: int = 64, critic: bool = False, spectral_norm: bool = False,
           g_width: int | None = None, d_width: int | None = None,
-          d_dropout: float | None = None) -> tuple[nn.Module, nn.Module, Recipe]:
+          d_dropout: float | None = None,
+          d_depth: int | None = None) -> tuple[nn.Module, nn.Module, Recipe]:
     """(G, D, optimizer recipe) for an architecture name in ARCHS and images (C, H, W).
 
     `width` scales the layers (64 is every recipe's own size; smaller is faster); `g_width` and
     `d_width` scale G's or D's alone instead (as ngf and ndf in PyTorch's DCGAN); `critic`
     strips BatchNorm and Dropout from D (see `as_critic`); `spectral_norm` makes D an SNGAN
     discriminator (see `spectrally_normalized`); `d_dropout` sets the rate of every Dropout
-    layer in D (0: none; None: the architecture's own). G is the same either way.
+    layer in D (0: none; None: the architecture's own); `d_depth` (dcgan only) gives D a third
+    stride-2 convolution when 3 (see `dcgan`). G is the same either way.
     """
     _check_arch(arch)
     image_shape = tuple(int(s) for s in image_shape)
@@ -328,11 +340,17 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
     for name, w in (("width", width), ("g_width", g_width), ("d_width", d_width)):
         if w is not None and (int(w) != w or w < 1):
             raise ValueError(f"{name} must be a positive integer, got {w!r}")
+    if d_depth is not None and arch != "dcgan":
+        raise ValueError(f"d_depth applies to arch 'dcgan' (the TensorFlow tutorial's nets), "
+                         f"not {arch!r}: leave it unset")
+    d_options = {} if d_depth in (None, 2) else {"d_depth": d_depth}
     G, D = BUILDERS[arch](image_shape, z_dim, int(width))
-    if g_width is not None and g_width != width:      # drawn after the pair, so that the
-        G = BUILDERS[arch](image_shape, z_dim, int(g_width))[0]    # other net's weights stay
-    if d_width is not None and d_width != width:      # those of the run without the option
-        D = BUILDERS[arch](image_shape, z_dim, int(d_width))[1]
+    # a net drawn again after the pair, so that the other's weights stay those of the run
+    # without the option
+    if g_width is not None and g_width != width:
+        G = BUILDERS[arch](image_shape, z_dim, int(g_width))[0]
+    if d_width is not None and d_width != width or d_options:
+        D = BUILDERS[arch](image_shape, z_dim, int(d_width or width), **d_options)[1]
     if d_dropout is not None:
         if not 0.0 <= d_dropout < 1.0:
             raise ValueError(f"d_dropout must be in [0, 1), got {d_dropout}")

@@ -99,6 +99,7 @@ class TrainConfig:
     width: int = 64                     # layer width multiplier (64: the recipes' own size)
     g_width: int | None = None          # G's alone (None: width), as PyTorch's DCGAN's ngf
     d_width: int | None = None          # D's alone (None: width), as its ndf
+    d_depth: int | None = None          # arch dcgan: 3 gives D a third stride-2 convolution
     loss: str = "bce"                   # bce | hinge | wgan-gp
     label_smoothing: float = 0.0        # bce only
     lr_decay: float = 0.0               # fraction of training, at its end, over which both
@@ -265,7 +266,7 @@ class Trainer:
                                      config.width, critic=self.loss.critic,
                                      spectral_norm=config.spectral_norm,
                                      g_width=config.g_width, d_width=config.d_width,
-                                     d_dropout=config.d_dropout)
+                                     d_dropout=config.d_dropout, d_depth=config.d_depth)
         if config.r1_gamma < 0 or int(config.r1_every) != config.r1_every or config.r1_every < 1:
             raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
                              f"{config.r1_gamma} and {config.r1_every}")
@@ -726,6 +727,9 @@ class Trainer:
                   "num_classes": m["num_classes"]}
         for key in ("kl", "confidence", "diversity", "nn_diversity", "class_entropy_ratio"):
             record[key] = round(m[key], 4) if math.isfinite(m[key]) else None
+        for key in ("closed", "marks2"):                  # Quick, Draw! only
+            if key in m:
+                record[key] = round(m[key], 4)
         record["class_hist"] = [round(h, 4) for h in m["histogram"]]
         self._collapse = metrics.collapse_warning(m) if self.epoch > 1 else None
         if self._collapse:

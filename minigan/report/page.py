@@ -42,6 +42,7 @@ slider.addEventListener("input", show);
 QUALITY_KEYS = (("fd", "pixel FD"), ("fd_cls", "classifier FD"), ("modes", "modes"),
                 ("kl", "KL to real mix"), ("confidence", "confidence"),
                 ("diversity", "diversity"), ("nn_diversity", "NN diversity"),
+                ("marks2", "closed, 2+ marks inside"),
                 ("collapse", "warning"))
 
 

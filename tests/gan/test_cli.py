@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from minigan import nn
 from minigan.cli import main
 
 TINY = ["--dataset", "ellipses", "--limit", "48", "--image-size", "8", "--arch", "dcgan",
@@ -106,6 +107,18 @@ def test_g_width_and_d_width_train_and_load(tmp_path):
     assert main(["sample", str(out), "-n", "4", "-o", str(tmp_path / "s.npy")]) == 0
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(out), "--g-width", "8"])
+
+
+def test_d_depth_trains_loads_and_is_part_of_the_run(tmp_path):
+    out = tmp_path / "deep"
+    assert main(["train", *TINY, "--steps", "2", "--d-depth", "3", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["d_depth"] == 3
+    from minigan.inspect import load_run
+
+    _, D, _ = load_run(out)             # the checkpoint's D loads into a three-convolution D
+    assert [m.out_channels for m in D.modules() if isinstance(m, nn.Conv2d)] == [4, 8, 16]
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(out), "--d-depth", "2"])
 
 
 def test_beta2_reaches_both_optimizers_and_stays_with_the_run(tmp_path):

@@ -98,6 +98,30 @@ def test_recipe_overrides():
     assert recipe_for("dcgan").beta2 == 0.999
 
 
+def test_d_depth_3_adds_one_stride_2_convolution_to_the_tutorials_d_and_leaves_g_as_it_was():
+    minigan.manual_seed(0)
+    G0, D0, _ = build("dcgan", width=32)
+    minigan.manual_seed(0)
+    G3, D3, _ = build("dcgan", width=32, d_depth=3, d_dropout=0.0)
+    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding)
+             for m in D3.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == [(1, 32, (5, 5), (2, 2), (2, 2)), (32, 64, (5, 5), (2, 2), (2, 2)),
+                     (64, 128, (3, 3), (2, 2), (1, 1))]
+    assert D3[-1].in_features == 128 * 4 * 4                     # 28 -> 14 -> 7 -> 4
+    assert all(m.p == 0.0 for m in D3.modules() if isinstance(m, nn.Dropout))
+    assert D3(minigan.randn(5, 1, 28, 28)).shape == (5, 1)
+    for (ka, va), (kb, vb) in zip(G0.state_dict().items(), G3.state_dict().items(), strict=True):
+        assert ka == kb and np.array_equal(va, vb)
+    _, D2, _ = build("dcgan", width=32, d_depth=2)            # the tutorial's, as without it
+    assert len(D2) == len(D0) and D2[-1].in_features == 64 * 7 * 7
+    _, D12, _ = build("dcgan", (3, 12, 12), width=4, d_depth=3)      # odd maps round up: 3 -> 2
+    assert D12[-1].in_features == 16 * 2 * 2 and D12(minigan.randn(2, 3, 12, 12)).shape == (2, 1)
+    with pytest.raises(ValueError, match="d_depth of arch 'dcgan' must be 2 .* or 3"):
+        build("dcgan", d_depth=4)
+    with pytest.raises(ValueError, match="d_depth applies to arch 'dcgan'.*not 'radford'"):
+        build("radford", d_depth=3)
+
+
 def test_g_width_and_d_width_scale_one_net_and_leave_the_other_as_it_was():
     """As ngf / ndf: G's first layer and every channel count follow g_width; D is the very net
     (same weights from the same seed) that width alone builds, and the other way round."""
