@@ -80,6 +80,7 @@ def test_quality_metrics_are_logged_each_epoch(tmp_path, classifier, curves):
                 "class_entropy_ratio", "class_hist"} <= set(r)
         assert r["num_classes"] == 2 and 0 <= r["modes"] <= 2 and r["fd_cls"] >= 0
         assert sum(r["class_hist"]) == pytest.approx(1.0, abs=1e-3)
+        assert "marks2" not in r and "closed" not in r          # drawings' counts: Quick, Draw!
     # the same fixed 200 samples each time: evaluating again gives the same figures
     again = trainer.quality()
     assert again["fd"] == pytest.approx(epochs[-1]["fd_cls"], abs=1e-3)
@@ -90,6 +91,25 @@ def test_quality_metrics_are_logged_each_epoch(tmp_path, classifier, curves):
     off = Trainer(_config(tmp_path, "off", quality_every=0), images=classifier.x_train[:96])
     off.fit()
     assert not any("fd_cls" in r for r in _records(tmp_path / "off"))
+
+
+def test_quickdraw_runs_log_the_share_of_samples_drawn_whole(tmp_path, classifier, curves):
+    """Per epoch, how many of the fixed samples have a closed outline, and one closed around two
+    marks or more: figures the run page shows beside the classifier's."""
+    from minigan.report import refresh
+
+    trainer = Trainer(_config(tmp_path, dataset="quickdraw", steps=6),
+                      images=classifier.x_train[:96])
+    trainer.fit()
+    (r,) = [r for r in _records(tmp_path / "run") if "fd_cls" in r]
+    assert 0.0 <= r["marks2"] <= r["closed"] <= 1.0
+    z = np.random.default_rng(trainer_module._seed_for(0, 5)).standard_normal(
+        (200, 8), dtype=np.float32)                          # the fixed noise behind quality()
+    marks = M.enclosed_marks(M.as_uint8_images(trainer.sample(z)))
+    assert r["closed"] == pytest.approx(np.mean(marks >= 0), abs=1e-4)
+    assert r["marks2"] == pytest.approx(np.mean(marks >= 2), abs=1e-4)
+    refresh(tmp_path / "run")
+    assert "closed, 2+ marks inside" in (tmp_path / "run" / "index.html").read_text()
 
 
 def test_datasets_without_a_classifier_keep_the_pixel_distance(tmp_path, curves):
