@@ -654,7 +654,8 @@ def evaluate(images, dataset: str = "mnist", *, root=None, model: Classifier | N
 def drawing_structure(images, threshold: int = 128) -> dict:
     """{'closed': share of drawings whose outline closes, 'marks2': share whose outline closes
     around two marks or more}, strokes at `threshold` or brighter (uint8), as
-    `minigan.data.enclosed_marks` counts them. 750 held-out "smiley face" drawings: 0.71 and 0.52."""
+    `minigan.data.enclosed_marks` counts them. 750 held-out "smiley face" drawings: 0.71 and
+    0.52."""
     marks = enclosed_marks(as_uint8_images(images), threshold=threshold)
     return {"closed": float(np.mean(marks >= 0)), "marks2": float(np.mean(marks >= 2))}
 
