@@ -349,7 +349,7 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
     # without the option
     if g_width is not None and g_width != width:
         G = BUILDERS[arch](image_shape, z_dim, int(g_width))[0]
-    if d_width is not None and d_width != width or d_options:
+    if (d_width is not None and d_width != width) or d_options:
         D = BUILDERS[arch](image_shape, z_dim, int(d_width or width), **d_options)[1]
     if d_dropout is not None:
         if not 0.0 <= d_dropout < 1.0:
