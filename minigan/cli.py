@@ -178,8 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     e.add_argument("--repeats", type=int, default=1, metavar="R",
                    help="also score R - 1 more noise draws (seeds SEED+1 ...) and print the "
-                        "Frechet distance's mean and range: how much of a difference between "
-                        "two runs the noise alone could make (default 1)")
+                        "Frechet distance's mean and range (for Quick, Draw! runs the share "
+                        "drawn whole's too): how much of a difference between two runs the "
+                        "noise alone could make (default 1)")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
 
     n = sub.add_parser("inspect", help="is G copying? samples beside their nearest training "
@@ -493,15 +494,23 @@ def _eval(args) -> int:
         record[f"{label}: real"] = fmt.format(floor[key])
     record["collapse warning"] = warning or "none"
     if args.repeats > 1:
+        # the figures that move most with the noise, each over the noise seeds: the distance,
+        # and for drawings the share drawn whole (2,000 samples' draws differ by a few points)
         seeds = list(range(args.seed, args.seed + args.repeats))
-        fds = [got["fd"]] + [score(s)["fd"] for s in seeds[1:]]
-        print(f"  Frechet distance over noise seeds {seeds[0]}-{seeds[-1]}: mean "
-              f"{np.mean(fds):.2f}, range {min(fds):.2f}-{max(fds):.2f} "
-              f"({', '.join(f'{f:.2f}' for f in fds)})")
-        # strings, as the other fields, so that the run page's table shows them
-        record["Frechet distance (classifier): noise seeds"] = f"{seeds[0]}-{seeds[-1]}"
-        record["Frechet distance (classifier): per seed"] = ", ".join(f"{f:.2f}" for f in fds)
-        record["Frechet distance (classifier): mean over seeds"] = f"{np.mean(fds):.2f}"
+        runs = [got] + [score(s) for s in seeds[1:]]
+        spread = [("Frechet distance", "Frechet distance (classifier)", "fd", "{:.2f}")]
+        if "marks2" in got:
+            spread.append(("closed, 2+ marks inside", "closed, 2+ marks inside", "marks2",
+                           "{:.1%}"))
+        for name, label, key, fmt in spread:
+            values = [r[key] for r in runs]
+            print(f"  {name} over noise seeds {seeds[0]}-{seeds[-1]}: mean "
+                  f"{fmt.format(np.mean(values))}, range {fmt.format(min(values))}-"
+                  f"{fmt.format(max(values))} ({', '.join(fmt.format(v) for v in values)})")
+            # strings, as the other fields, so that the run page's table shows them
+            record[f"{label}: noise seeds"] = f"{seeds[0]}-{seeds[-1]}"
+            record[f"{label}: per seed"] = ", ".join(fmt.format(v) for v in values)
+            record[f"{label}: mean over seeds"] = fmt.format(np.mean(values))
     (Path(args.run) / "eval.json").write_text(json.dumps(record, indent=1) + "\n")
     from .report import refresh
 

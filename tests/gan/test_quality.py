@@ -247,6 +247,35 @@ def test_eval_repeats_scores_each_noise_seed_as_a_single_eval_would(tiny_run, ca
     assert "--repeats must be at least 1" in capsys.readouterr().err
 
 
+def test_eval_repeats_give_the_spread_of_the_share_drawn_whole(tmp_path, classifier, curves,
+                                                              capsys):
+    """For drawings --repeats also gives the share drawn whole over the noise seeds: each
+    seed's share is what `eval --seed s` alone reports, the mean theirs."""
+    Trainer(_config(tmp_path, dataset="quickdraw", steps=6), images=classifier.x_train[:96]).fit()
+    run = tmp_path / "run"
+    single = {}
+    for seed in (4, 5, 6):
+        assert main(["eval", str(run), "-n", "150", "--seed", str(seed)]) == 0
+        single[seed] = json.loads((run / "eval.json").read_text())[
+            "closed, 2+ marks inside: samples"]
+        capsys.readouterr()
+    assert len(set(single.values())) > 1                    # the noise does move the share
+    assert main(["eval", str(run), "-n", "150", "--seed", "4", "--repeats", "3"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((run / "eval.json").read_text())
+    assert record["closed, 2+ marks inside: noise seeds"] == "4-6"
+    assert record["closed, 2+ marks inside: per seed"] == ", ".join(single[s] for s in (4, 5, 6))
+    shares = [float(single[s].rstrip("%")) for s in (4, 5, 6)]
+    mean = float(record["closed, 2+ marks inside: mean over seeds"].rstrip("%"))
+    assert abs(mean - sum(shares) / 3) <= 0.1                 # of unrounded values, so 0.1 points
+    line = next(line for line in out.splitlines()
+                if line.strip().startswith("closed, 2+ marks inside over noise seeds 4-6"))
+    low, high = min(single.values(), key=lambda v: float(v[:-1])), \
+        max(single.values(), key=lambda v: float(v[:-1]))
+    assert f"range {low}-{high}" in line
+    assert "Frechet distance over noise seeds 4-6" in out    # the distance's line stays
+
+
 def test_eval_needs_a_classifier(tmp_path, curves, capsys):
     run = tmp_path / "run"
     Trainer(_config(tmp_path, dataset="ellipses", limit=48, image_size=8, batch_size=8,
