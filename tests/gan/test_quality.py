@@ -220,16 +220,22 @@ def test_eval_prints_metrics_beside_the_real_floor(tiny_run, capsys):
     assert "eval.json" in page and record["Frechet distance (classifier): samples"] in page
 
 
+def _single_evals(run, seeds, label, capsys) -> dict:
+    """What `eval -n 150 --seed s` alone records for `label`'s samples, per seed s; the noise
+    must move it, or a spread over seeds would test nothing."""
+    single = {}
+    for seed in seeds:
+        assert main(["eval", str(run), "-n", "150", "--seed", str(seed)]) == 0
+        single[seed] = json.loads((run / "eval.json").read_text())[f"{label}: samples"]
+        capsys.readouterr()
+    assert len(set(single.values())) > 1
+    return single
+
+
 def test_eval_repeats_scores_each_noise_seed_as_a_single_eval_would(tiny_run, capsys):
     """--repeats 3 from seed 1: the FD of seeds 1, 2, 3, each what `eval --seed s` prints alone,
     with their mean and range; the table itself stays seed 1's."""
-    single = {}
-    for seed in (1, 2, 3):
-        assert main(["eval", str(tiny_run), "-n", "150", "--seed", str(seed)]) == 0
-        single[seed] = json.loads((tiny_run / "eval.json").read_text())[
-            "Frechet distance (classifier): samples"]
-        capsys.readouterr()
-    assert len(set(single.values())) > 1                    # the noise does move the score
+    single = _single_evals(tiny_run, (1, 2, 3), "Frechet distance (classifier)", capsys)
     assert main(["eval", str(tiny_run), "-n", "150", "--seed", "1", "--repeats", "3"]) == 0
     out = capsys.readouterr().out
     record = json.loads((tiny_run / "eval.json").read_text())
@@ -253,13 +259,7 @@ def test_eval_repeats_give_the_spread_of_the_share_drawn_whole(tmp_path, classif
     seed's share is what `eval --seed s` alone reports, the mean theirs."""
     Trainer(_config(tmp_path, dataset="quickdraw", steps=6), images=classifier.x_train[:96]).fit()
     run = tmp_path / "run"
-    single = {}
-    for seed in (4, 5, 6):
-        assert main(["eval", str(run), "-n", "150", "--seed", str(seed)]) == 0
-        single[seed] = json.loads((run / "eval.json").read_text())[
-            "closed, 2+ marks inside: samples"]
-        capsys.readouterr()
-    assert len(set(single.values())) > 1                    # the noise does move the share
+    single = _single_evals(run, (4, 5, 6), "closed, 2+ marks inside", capsys)
     assert main(["eval", str(run), "-n", "150", "--seed", "4", "--repeats", "3"]) == 0
     out = capsys.readouterr().out
     record = json.loads((run / "eval.json").read_text())
