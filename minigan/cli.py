@@ -498,12 +498,9 @@ def _eval(args) -> int:
         # and for drawings the share drawn whole (2,000 samples' draws differ by a few points)
         seeds = list(range(args.seed, args.seed + args.repeats))
         runs = [got] + [score(s) for s in seeds[1:]]
-        spread = [("Frechet distance", "Frechet distance (classifier)", "fd", "{:.2f}")]
-        if "marks2" in got:
-            spread.append(("closed, 2+ marks inside", "closed, 2+ marks inside", "marks2",
-                           "{:.1%}"))
-        for name, label, key, fmt in spread:
+        for label, key, fmt in (row for row in rows if row[1] in ("fd", "marks2")):
             values = [r[key] for r in runs]
+            name = label.removesuffix(" (classifier)")
             print(f"  {name} over noise seeds {seeds[0]}-{seeds[-1]}: mean "
                   f"{fmt.format(np.mean(values))}, range {fmt.format(min(values))}-"
                   f"{fmt.format(max(values))} ({', '.join(fmt.format(v) for v in values)})")
