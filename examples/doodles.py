@@ -26,11 +26,11 @@ from minigan.gan import TrainConfig
 # times as much, and on seed 0 the scores stayed where they were). G learns from the
 # samples D scores most realistic only (top-k training, Sinha et al. 2020): the whole batch at
 # first, 2 % fewer each epoch, at least half of it (16 of 32 from epoch 35): on three seeds the
-# classifier FD fell from 7.01 / 4.76 / 6.68 to 3.26 / 3.16 / 3.87 at the same cost (README.md).
+# classifier FD fell from 7.01 / 4.76 / 6.68 to 3.26 / 3.16 / 3.87 at the same cost (docs/doodles.md).
 # D has one convolution more than the tutorial's (d_depth 3: 3x3, stride 2, to 4x4): on three
 # seeds the share of samples drawn whole, a closed head around two marks or more (eyes and a
 # mouth), rose from 35-38 % to 43-46 % (held-out drawings: 52 %) and the classifier FD fell
-# from 3.4-3.9 to 2.1-2.3, with R1 every 8th step for about 12 % more time a step (README.md).
+# from 3.4-3.9 to 2.1-2.3, with R1 every 8th step for about 12 % more time a step (docs/doodles.md).
 # Progress GIF, curves and run page are redrawn within 2 % of the training time (the trainer's
 # default is 5 %): about 15 s less of a run on a 2-vCPU machine; every epoch's grid is saved.
 EPOCHS = 60
