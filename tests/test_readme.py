@@ -10,6 +10,7 @@ benchmarks/...` the script must exist and its --help must list every flag the co
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import subprocess
@@ -51,6 +52,20 @@ def _argv(command: str) -> list[str]:
     return [PLACEHOLDERS.get(w, w) for w in shlex.split(command)]
 
 
+def _flags(args: list[str]) -> list[str]:
+    """The options among a command's arguments, without their `=value`."""
+    return [w.split("=")[0] for w in args if w.startswith("-")]
+
+
+@functools.cache
+def _help(script: str) -> str:
+    """A script's --help, run once per script."""
+    res = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, f"{script} --help failed:\n{res.stderr}"
+    return res.stdout
+
+
 CASES = sorted({(doc.name, cmd, whole) for doc in DOCS
                 for cmd, whole in _commands(doc.read_text(encoding="utf-8"))})
 CLI = [c for c in CASES if not c[1].startswith("python ") or c[1].startswith("python -m ")]
@@ -79,31 +94,15 @@ def test_cli_commands_parse(doc, command, whole, capsys):
         return
     sub = next(a for a in parser._actions if a.dest == "command").choices[argv[0]]
     known = {o for a in sub._actions for o in a.option_strings}
-    unknown = [w.split("=")[0] for w in argv[1:]
-               if w.startswith("-") and w.split("=")[0] not in known]
+    unknown = [f for f in _flags(argv[1:]) if f not in known]
     assert not unknown, f"{doc}: `{command}`: `minigan {argv[0]}` has no {unknown}"
 
 
-@pytest.fixture(scope="module")
-def helps():
-    """Each script's --help, run once."""
-    cache = {}
-
-    def get(script: str) -> str:
-        if script not in cache:
-            res = subprocess.run([sys.executable, script, "--help"], cwd=REPO,
-                                 capture_output=True, text=True, timeout=120)
-            assert res.returncode == 0, f"{script} --help failed:\n{res.stderr}"
-            cache[script] = res.stdout
-        return cache[script]
-    return get
-
-
 @pytest.mark.parametrize("doc,command,whole", SCRIPTS, ids=[f"{d}: {c}" for d, c, _ in SCRIPTS])
-def test_script_commands_name_existing_scripts_and_flags(doc, command, whole, helps):
+def test_script_commands_name_existing_scripts_and_flags(doc, command, whole):
     argv = _argv(command)
     script = argv[1]
     assert (REPO / script).is_file(), f"{doc}: `{command}`: there is no {script}"
-    listed = set(re.findall(r"--[a-z][a-z0-9-]*", helps(script)))
-    unknown = [w for w in argv[2:] if w.startswith("--") and w.split("=")[0] not in listed]
+    listed = set(re.findall(r"--?[a-zA-Z][a-z0-9-]*", _help(script)))
+    unknown = [f for f in _flags(argv[2:]) if f not in listed]
     assert not unknown, f"{doc}: `{command}`: {script} --help lists no {unknown}"
