@@ -23,14 +23,16 @@ from minigan.gan import TrainConfig
 # linearly to 0 over the second half (lr_decay). D plays the original (non-saturating) game with
 # the R1 penalty on its gradient at real drawings (Mescheder et al. 2018) in place of dropout,
 # taken every 8th step at eight times the weight (lazy R1; every 4th step a step costs about 1.05
-# times as much, and on seed 0 the scores stayed where they were). G learns from the
-# samples D scores most realistic only (top-k training, Sinha et al. 2020): the whole batch at
-# first, 2 % fewer each epoch, at least half of it (16 of 32 from epoch 35): on three seeds the
-# classifier FD fell from 7.01 / 4.76 / 6.68 to 3.26 / 3.16 / 3.87 at the same cost (docs/doodles.md).
+# times as much, and on seed 0 the scores stayed where they were). G learns from the whole
+# batch: top-k training (`g_top_k`, G's loss over the samples D scores highest only, Sinha et
+# al. 2020) halved the classifier FD while D had the tutorial's two convolutions, but beside
+# the third convolution below it cost 1.8-1.9 points of the share drawn whole and a higher FD
+# on each of three seeds; it saves 3-6 % of a step, lost over a run in the host's drift.
 # D has one convolution more than the tutorial's (d_depth 3: 3x3, stride 2, to 4x4): on three
-# seeds the share of samples drawn whole, a closed head around two marks or more (eyes and a
-# mouth), rose from 35-38 % to 43-46 % (held-out drawings: 52 %) and the classifier FD fell
-# from 3.4-3.9 to 2.1-2.3, with R1 every 8th step for about 12 % more time a step (docs/doodles.md).
+# seeds (top-k kept then) the share of samples drawn whole, a closed head around two marks or
+# more (eyes and a mouth), rose from 35-38 % to 43-46 % (held-out drawings: 52 %) and the
+# classifier FD fell from 3.4-3.9 to 2.1-2.3, with R1 every 8th step for about 12 % more time a
+# step; without top-k, 46-49 % and 1.6-2.1 (docs/doodles.md).
 # Progress GIF, curves and run page are redrawn within 2 % of the training time (the trainer's
 # default is 5 %): about 15 s less of a run on a 2-vCPU machine; every epoch's grid is saved.
 EPOCHS = 60
@@ -39,7 +41,6 @@ RECIPE = dict(
     d_depth=3,
     batch_size=32,
     loss="bce", r1_gamma=30.0, r1_every=8, d_dropout=0.0, lr=3e-4, lr_decay=0.5,
-    g_top_k=0.5, g_top_k_decay=0.98,
 )
 PICTURE_BUDGET = 0.02
 

@@ -27,8 +27,7 @@ def test_doodles_example_trains_its_recipe(tmp_path):
     c = config["config"]
     assert (c["loss"], c["r1_gamma"], c["r1_every"], c["d_dropout"], c["lr"], c["lr_decay"],
             c["width"], c["batch_size"], c["seed"], c["picture_budget"], c["g_top_k"],
-            c["g_top_k_decay"], c["d_depth"]) == ("bce", 30.0, 8, 0.0, 3e-4, 0.5, 32, 32, 3, 0.02,
-                                                  0.5, 0.98, 3)
+            c["d_depth"]) == ("bce", 30.0, 8, 0.0, 3e-4, 0.5, 32, 32, 3, 0.02, 1.0, 3)
     records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["r1"] > 0 for r in records if "r1" in r][:1] == [True]
     assert (out / "samples" / "epoch_001.png").stat().st_size > 0
