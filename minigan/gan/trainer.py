@@ -732,6 +732,8 @@ class Trainer:
                 record[key] = round(m[key], 4)
         record["class_hist"] = [round(h, 4) for h in m["histogram"]]
         self._collapse = metrics.collapse_warning(m) if self.epoch > 1 else None
+        if self._collapse and self.G_ema is not None:
+            self._collapse += self._young_average()
         if self._collapse:
             record["collapse"] = self._collapse
             self._write(f"epoch {self.epoch}: {self._collapse}", always=True)
@@ -739,6 +741,18 @@ class Trainer:
             self._write(f"epoch {self.epoch}: classifier FD {m['fd']:.2f}, {m['modes']} of "
                         f"{m['num_classes']} classes covered, diversity {m['diversity']:.2f}")
         return record
+
+    def _young_average(self) -> str:
+        """What a collapse warning should add when the samples come from G's moving average
+        and that average still holds much of the first step's weights: after n updates at
+        decay d, the first one's share is d ** (n - 1) (the first update copies G); '' once it
+        is under 5 %."""
+        n = int(self.G_ema.n_averaged)
+        share = self.config.ema ** max(n - 1, 0)
+        if n == 0 or share < 0.05:
+            return ""
+        return (f" (scored on G's moving average, --ema {self.config.ema}, which after {n} "
+                f"updates still holds {share:.0%} of the first step's weights)")
 
     def _write(self, message: str, always: bool = False) -> None:
         """A line above the progress bar (shown with the bar, or always)."""

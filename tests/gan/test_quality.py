@@ -154,6 +154,26 @@ def test_collapse_warning_fires_on_a_collapsed_generator(tmp_path, classifier, c
     assert curves[-1]["marks"] == [12, 18]
 
 
+@pytest.mark.parametrize("ema, says", [(0.9, True), (0.5, False)])
+def test_collapse_warning_says_when_a_young_moving_average_drew_it(tmp_path, classifier, curves,
+                                                                     monkeypatch, ema, says):
+    """With --ema the samples are the average's: after 12 updates at 0.9 the first step's
+    weights still weigh 0.9 ** 11 = 31 %, and the warning says so; at 0.5 (0.05 %) it does not."""
+    real_build = trainer_module.build
+
+    def build_collapsed(arch, image_shape, z_dim, *args, **kw):
+        _, D, recipe = real_build(arch, image_shape, z_dim, *args, **kw)
+        return collapsed_generator(classifier.x_test[0], z_dim), D, recipe
+
+    monkeypatch.setattr(trainer_module, "build", build_collapsed)
+    Trainer(_config(tmp_path, lr_g=0.0, ema=ema), images=classifier.x_train[:96]).fit()
+    warning = [r for r in _records(tmp_path / "run") if "fd_cls" in r][1]["collapse"]
+    assert warning.startswith("possible mode collapse")      # G is collapsed: still warned
+    assert ("moving average" in warning) == says
+    if says:
+        assert f"after 12 updates still holds {0.9 ** 11:.0%} of the first step" in warning
+
+
 def test_collapse_warning_stays_quiet_on_real_data(tmp_path, classifier, curves, capsys):
     real = classifier.x_test.astype(np.float32)[:, None] / 127.5 - 1      # (200, 1, 28, 28)
     trainer = Trainer(_config(tmp_path, steps=18), images=classifier.x_train[:96])
