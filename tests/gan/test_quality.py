@@ -129,8 +129,9 @@ def collapsed_generator(image: np.ndarray, z_dim: int) -> nn.Module:
     return g
 
 
-def test_collapse_warning_fires_on_a_collapsed_generator(tmp_path, classifier, curves,
-                                                          monkeypatch, capsys):
+@pytest.fixture
+def collapsed_g(monkeypatch, classifier):
+    """Trainers built from here on get `collapsed_generator` (one test image) as G."""
     real_build = trainer_module.build
 
     def build_collapsed(arch, image_shape, z_dim, *args, **kw):
@@ -138,6 +139,10 @@ def test_collapse_warning_fires_on_a_collapsed_generator(tmp_path, classifier, c
         return collapsed_generator(classifier.x_test[0], z_dim), D, recipe
 
     monkeypatch.setattr(trainer_module, "build", build_collapsed)
+
+
+def test_collapse_warning_fires_on_a_collapsed_generator(tmp_path, classifier, curves,
+                                                          collapsed_g, capsys):
     trainer = Trainer(_config(tmp_path, lr_g=0.0), images=classifier.x_train[:96])
     trainer.fit()
     epochs = [r for r in _records(tmp_path / "run") if "fd_cls" in r]
@@ -156,16 +161,9 @@ def test_collapse_warning_fires_on_a_collapsed_generator(tmp_path, classifier, c
 
 @pytest.mark.parametrize("ema, says", [(0.9, True), (0.5, False)])
 def test_collapse_warning_says_when_a_young_moving_average_drew_it(tmp_path, classifier, curves,
-                                                                     monkeypatch, ema, says):
+                                                                     collapsed_g, ema, says):
     """With --ema the samples are the average's: after 12 updates at 0.9 the first step's
     weights still weigh 0.9 ** 11 = 31 %, and the warning says so; at 0.5 (0.05 %) it does not."""
-    real_build = trainer_module.build
-
-    def build_collapsed(arch, image_shape, z_dim, *args, **kw):
-        _, D, recipe = real_build(arch, image_shape, z_dim, *args, **kw)
-        return collapsed_generator(classifier.x_test[0], z_dim), D, recipe
-
-    monkeypatch.setattr(trainer_module, "build", build_collapsed)
     Trainer(_config(tmp_path, lr_g=0.0, ema=ema), images=classifier.x_train[:96]).fit()
     warning = [r for r in _records(tmp_path / "run") if "fd_cls" in r][1]["collapse"]
     assert warning.startswith("possible mode collapse")      # G is collapsed: still warned
