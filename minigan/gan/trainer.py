@@ -703,9 +703,10 @@ class Trainer:
                 return False
         return True
 
-    def quality(self, n: int | None = None) -> dict:
+    def quality(self, n: int | None = None, own: bool = False) -> dict:
         """`metrics.evaluate` of n samples (default `quality_samples`) from fixed noise, against
-        the training images of the dataset, through its classifier."""
+        the training images of the dataset, through its classifier; `own`: of G's own weights
+        even when the samples come from their moving average."""
         from .. import metrics
 
         if not self._quality_ready():
@@ -714,7 +715,8 @@ class Trainer:
         z = np.random.default_rng(_seed_for(self.config.seed, 5)).standard_normal(
             (n, self.config.z_dim), dtype=np.float32)
         model, ref = self._quality
-        return metrics.evaluate(self.sample(z), self.config.dataset, model=model, real=ref,
+        fake = self.sample(z, own=True) if own else self.sample(z)
+        return metrics.evaluate(fake, self.config.dataset, model=model, real=ref,
                                 seed=self.config.seed)
 
     def _quality_record(self) -> dict:
@@ -732,27 +734,38 @@ class Trainer:
                 record[key] = round(m[key], 4)
         record["class_hist"] = [round(h, 4) for h in m["histogram"]]
         self._collapse = metrics.collapse_warning(m) if self.epoch > 1 else None
-        if self._collapse and self.G_ema is not None:
-            self._collapse += self._young_average()
+        young = self._young_average() if self._collapse and self.G_ema is not None else ""
+        note = ""
+        if young:
+            # the average may only lag behind G: the warning is G's own to give
+            own = self.quality(own=True)
+            self._collapse = metrics.collapse_warning(own)
+            if self._collapse:
+                self._collapse += f" (G's own weights; {young})"
+            else:
+                note = (f" ({young}; G's own weights: diversity {own['diversity']:.2f}, "
+                         f"{own['modes']} of {own['num_classes']} classes, no sign of collapse)")
         if self._collapse:
             record["collapse"] = self._collapse
             self._write(f"epoch {self.epoch}: {self._collapse}", always=True)
         else:
             self._write(f"epoch {self.epoch}: classifier FD {m['fd']:.2f}, {m['modes']} of "
-                        f"{m['num_classes']} classes covered, diversity {m['diversity']:.2f}")
+                        f"{m['num_classes']} classes covered, diversity {m['diversity']:.2f}"
+                        f"{note}")
         return record
 
     def _young_average(self) -> str:
-        """What a collapse warning should add when the samples come from G's moving average
-        and that average still holds much of the first step's weights: after n updates at
-        decay d, the first one's share is d ** (n - 1) (the first update copies G); '' once it
-        is under 5 %."""
+        """Whether G's moving average, which draws the samples, still holds much of the first
+        step's weights, said in words: after n updates at decay d the first one's share is
+        d ** (n - 1) (the first update copies G); '' once it is under 5 %. While it is young,
+        samples that look collapsed may only be the average lagging behind G, so a collapse
+        warning is then decided on G's own weights."""
         n = int(self.G_ema.n_averaged)
         share = self.config.ema ** max(n - 1, 0)
         if n == 0 or share < 0.05:
             return ""
-        return (f" (scored on G's moving average, --ema {self.config.ema}, which after {n} "
-                f"updates still holds {share:.0%} of the first step's weights)")
+        return (f"the samples' moving average, --ema {self.config.ema}, after {n} updates "
+                f"still holds {share:.0%} of the first step's weights")
 
     def _write(self, message: str, always: bool = False) -> None:
         """A line above the progress bar (shown with the bar, or always)."""
@@ -776,8 +789,12 @@ class Trainer:
         """The generator that draws samples: the weights' moving average when `ema` is set."""
         return self.G_ema.module if self.G_ema is not None else self.G
 
-    def sample(self, z) -> np.ndarray:
-        """G(z) as float (N, C, H, W) in [-1, 1], without side effects (see sampling.py)."""
+    def sample(self, z, own: bool = False) -> np.ndarray:
+        """G(z) as float (N, C, H, W) in [-1, 1], without side effects (see sampling.py); from
+        `sampler`, or with `own` from G's own weights (calibrated afresh, not cached)."""
+        if own and self.G_ema is not None:
+            return generate(self.G, z, batch_size=self.recipe.batch_size,
+                            seed=_seed_for(self.config.seed, 4))
         return generate(self.sampler, z, batch_size=self.recipe.batch_size,
                         seed=_seed_for(self.config.seed, 4), calibration=self._calibration)
 

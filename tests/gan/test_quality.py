@@ -172,6 +172,28 @@ def test_collapse_warning_says_when_a_young_moving_average_drew_it(tmp_path, cla
         assert f"after 12 updates still holds {0.9 ** 11:.0%} of the first step" in warning
 
 
+@pytest.mark.parametrize("ema, warned", [(0.9, False), (0.5, True)])
+def test_a_young_moving_average_that_looks_collapsed_is_no_collapse_of_g(tmp_path, classifier,
+                                                                        curves, capsys, ema,
+                                                                        warned):
+    """Samples of the average all alike while G's own are the real drawings: at 0.9 after 12
+    updates (31 % of the first step's weights) the average is young and G's own weights decide,
+    so no warning, and the epoch's line says why; at 0.5 the average is G, and it warns."""
+    real = classifier.x_test.astype(np.float32)[:, None] / 127.5 - 1      # (200, 1, 28, 28)
+    trainer = Trainer(_config(tmp_path, ema=ema, progress=True), images=classifier.x_train[:96])
+    trainer.sample = lambda z, own=False: (real[np.arange(len(z)) % len(real)] if own
+                                           else np.repeat(real[:1], len(z), axis=0))
+    trainer.fit()
+    epochs = [r for r in _records(tmp_path / "run") if "fd_cls" in r]
+    assert epochs[1]["diversity"] < 0.05                  # the samples, the average's, collapsed
+    assert ("collapse" in epochs[1]) == warned
+    err = capsys.readouterr().err
+    assert ("possible mode collapse" in err) == warned
+    if not warned:
+        assert (f"after 12 updates still holds {0.9 ** 11:.0%} of the first step's weights; "
+                "G's own weights: diversity") in err and "no sign of collapse" in err
+
+
 def test_collapse_warning_stays_quiet_on_real_data(tmp_path, classifier, curves, capsys):
     real = classifier.x_test.astype(np.float32)[:, None] / 127.5 - 1      # (200, 1, 28, 28)
     trainer = Trainer(_config(tmp_path, steps=18), images=classifier.x_train[:96])
