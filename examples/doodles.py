@@ -21,18 +21,19 @@ from minigan.gan import TrainConfig
 
 # 60 epochs = 9,360 steps of 32 drawings; Adam at 4.5e-4 with beta1 0 (no momentum), the
 # learning rates falling linearly to 0 over the second half (lr_decay), and samples, grids and
-# scores drawn by a moving average of G's weights (ema 0.999, about the last 1,000 steps): on
-# three seeds together they drew 3-4 points more samples whole and scored a classifier FD of
-# 1.4-1.5 against 1.9-2.2 with Adam at 3e-4, beta1 0.5 and G's own weights; each alone moved
-# the scores less than another seed does (docs/doodles.md). D plays the original
-# (non-saturating) game with the R1 penalty on its gradient at real drawings (Mescheder et al.
-# 2018) in place of dropout, taken every 8th step at eight times the weight (lazy R1; every 4th
-# step a step costs about 1.05 times as much, and on seed 0 the scores stayed where they were).
-# G learns from the whole
-# batch: top-k training (`g_top_k`, G's loss over the samples D scores highest only, Sinha et
-# al. 2020) halved the classifier FD while D had the tutorial's two convolutions, but beside
-# the third convolution below it cost 1.8-1.9 points of the share drawn whole and a higher FD
-# on each of three seeds; it saves 3-6 % of a step, lost over a run in the host's drift.
+# scores drawn by a moving average of G's weights (ema 0.999, about the last 1,000 steps):
+# trained alone on three seeds, these drew 3.0-3.3 points more samples whole than Adam at 3e-4
+# with beta1 0.5 and G's own weights (0.4-4.1 by the means of three other draws) and scored a
+# classifier FD of 1.40-1.54 against 1.59-2.10; each of the three alone had moved the scores
+# less than another seed does (docs/doodles.md). D plays the original (non-saturating) game
+# with the R1 penalty on its gradient at real drawings (Mescheder et al. 2018) in place of
+# dropout, taken every 8th step at eight times the weight (lazy R1; every 4th step a step costs
+# about 1.05 times as much, and on seed 0 the scores stayed where they were). G learns from the
+# whole batch: top-k training (`g_top_k`, G's loss over the samples D scores highest only,
+# Sinha et al. 2020) halved the classifier FD while D had the tutorial's two convolutions, but
+# beside the third convolution below it cost 1.8-1.9 points of the share drawn whole and a
+# higher FD on each of three seeds; it saves 3-6 % of a step, lost over a run in the host's
+# drift.
 # D has one convolution more than the tutorial's (d_depth 3: 3x3, stride 2, to 4x4): on three
 # seeds (top-k kept then) the share of samples drawn whole, a closed head around two marks or
 # more (eyes and a mouth), rose from 35-38 % to 43-46 % (held-out drawings: 52 %) and the

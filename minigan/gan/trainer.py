@@ -744,7 +744,7 @@ class Trainer:
                 self._collapse += f" (G's own weights; {young})"
             else:
                 note = (f" ({young}; G's own weights: diversity {own['diversity']:.2f}, "
-                         f"{own['modes']} of {own['num_classes']} classes, no sign of collapse)")
+                        f"{own['modes']} of {own['num_classes']} classes, no sign of collapse)")
         if self._collapse:
             record["collapse"] = self._collapse
             self._write(f"epoch {self.epoch}: {self._collapse}", always=True)

@@ -178,7 +178,8 @@ def test_a_young_moving_average_that_looks_collapsed_is_no_collapse_of_g(tmp_pat
                                                                         warned):
     """Samples of the average all alike while G's own are the real drawings: at 0.9 after 12
     updates (31 % of the first step's weights) the average is young and G's own weights decide,
-    so no warning, and the epoch's line says why; at 0.5 the average is G, and it warns."""
+    so no warning, and the epoch's line says why; at 0.5 (0.05 %) the average is no longer
+    young, and it warns."""
     real = classifier.x_test.astype(np.float32)[:, None] / 127.5 - 1      # (200, 1, 28, 28)
     trainer = Trainer(_config(tmp_path, ema=ema, progress=True), images=classifier.x_train[:96])
     trainer.sample = lambda z, own=False: (real[np.arange(len(z)) % len(real)] if own
