@@ -715,9 +715,8 @@ class Trainer:
         z = np.random.default_rng(_seed_for(self.config.seed, 5)).standard_normal(
             (n, self.config.z_dim), dtype=np.float32)
         model, ref = self._quality
-        fake = self.sample(z, own=True) if own else self.sample(z)
-        return metrics.evaluate(fake, self.config.dataset, model=model, real=ref,
-                                seed=self.config.seed)
+        return metrics.evaluate(self.sample(z, own=own), self.config.dataset, model=model,
+                                real=ref, seed=self.config.seed)
 
     def _quality_record(self) -> dict:
         """The metrics.jsonl fields of `quality()`, with a 'collapse' warning when one fires

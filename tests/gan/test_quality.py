@@ -198,7 +198,7 @@ def test_a_young_moving_average_that_looks_collapsed_is_no_collapse_of_g(tmp_pat
 def test_collapse_warning_stays_quiet_on_real_data(tmp_path, classifier, curves, capsys):
     real = classifier.x_test.astype(np.float32)[:, None] / 127.5 - 1      # (200, 1, 28, 28)
     trainer = Trainer(_config(tmp_path, steps=18), images=classifier.x_train[:96])
-    trainer.sample = lambda z: real[np.arange(len(z)) % len(real)]       # a perfect G
+    trainer.sample = lambda z, own=False: real[np.arange(len(z)) % len(real)]   # a perfect G
     trainer.fit()
     epochs = [r for r in _records(tmp_path / "run") if "fd_cls" in r]
     assert len(epochs) == 3 and not any("collapse" in r for r in epochs)
