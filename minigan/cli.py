@@ -31,8 +31,8 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
              "seed", "limit", "min_enclosed_marks", "image_size", "channels", "flip", "z_dim",
              "width", "g_width", "d_width", "d_depth", "loss", "label_smoothing", "lr_decay", "ema",
-             "spectral_norm", "gp_lambda", "r1_gamma", "r1_every", "d_dropout", "augment",
-             "n_critic", "data_root", "g_top_k", "g_top_k_decay")
+             "ema_rampup", "spectral_norm", "gp_lambda", "r1_gamma", "r1_every", "d_dropout",
+             "augment", "n_critic", "data_root", "g_top_k", "g_top_k_decay")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ema", type=float, metavar="DECAY",
                    help="draw samples, grids and metrics with an exponential moving average of "
                         "G's weights (e.g. 0.99; default 0: off)")
+    t.add_argument("--ema-rampup", type=float, metavar="FRACTION",
+                   help="keep the average's half-life at most this fraction of the steps so "
+                        "far (e.g. 0.25), so that early grids follow G instead of its first "
+                        "weights (StyleGAN2-ADA's ema_rampup; default 0: off)")
     t.add_argument("--spectral-norm", action="store_true", default=None,
                    help="spectrally normalise D's layers and drop its BatchNorm and dropout "
                         "(SNGAN's discriminator)")

@@ -227,6 +227,33 @@ def test_averaged_model_against_the_closed_form(decay, use_buffers):
         avg.update_parameters(nn.Linear(3, 4))
 
 
+def test_ema_rampup_against_the_closed_form():
+    """With rampup r, update t (t - 1 before it) has decay min(d, 0.5 ** (1 / (r * t))): the
+    half-life r * t; the weights after T updates are the product form of those decays."""
+    from minigan.optim import AveragedModel, ema_decay, get_ema_multi_avg_fn
+
+    d, r, T = 0.9, 0.25, 40
+    decays = [min(d, 0.5 ** (1 / (r * t))) for t in range(2, T + 1)]     # updates 2..T
+    assert decays[0] == 0.5 ** 2 and decays[-1] == d                    # ramps up to d
+    assert [ema_decay(d, t - 1, r) for t in range(2, T + 1)] == decays
+    assert ema_decay(d, 5, None) == d
+    net = nn.Linear(2, 3).double()
+    avg = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(d, rampup=r))
+    rng = np.random.default_rng(2)
+    seen = []
+    for _ in range(T):
+        net.weight.data[...] = rng.standard_normal((3, 2))
+        seen.append(net.weight.data.copy())
+        avg.update_parameters(net)
+    weights = [np.prod(decays)] + [(1 - decays[t - 2]) * np.prod(decays[t - 1:])
+                                   for t in range(2, T + 1)]
+    assert abs(sum(weights) - 1) < 1e-12
+    assert_close(avg.module.weight.data, sum(w * x for w, x in zip(weights, seen)), 1e-12, 1e-12,
+                 "averaged weight with rampup")
+    with pytest.raises(ValueError, match="EMA rampup must be a fraction > 0"):
+        get_ema_multi_avg_fn(0.9, rampup=0.0)
+
+
 def test_averaged_model_against_torch_if_installed():
     torch = pytest.importorskip("torch")
     from torch.optim.swa_utils import AveragedModel as TorchAveraged

@@ -46,7 +46,7 @@ from ..data import DataLoader, load_dataset
 from ..data.drawings import enclosed_marks
 from ..kernels import shifted
 from ..kernels import threads as T
-from ..optim import AveragedModel, get_ema_multi_avg_fn
+from ..optim import AveragedModel, ema_decay, get_ema_multi_avg_fn
 from .augment import Augmented, parse_policy
 from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
@@ -107,6 +107,9 @@ class TrainConfig:
     ema: float = 0.0                    # decay of an exponential moving average of G's weights
                                         # that draws every sample, grid and metric (0: off, G's
                                         # own weights draw)
+    ema_rampup: float = 0.0             # the average's half-life at most this fraction of the
+                                        # steps so far (StyleGAN2-ADA's rampup; 0: the decay
+                                        # from the first step)
     spectral_norm: bool = False         # D's layers spectrally normalised, no BatchNorm or
                                         # dropout in D (SNGAN's discriminator)
     gp_lambda: float = 10.0             # wgan-gp only: weight of the gradient penalty
@@ -270,6 +273,10 @@ class Trainer:
         if config.r1_gamma < 0 or int(config.r1_every) != config.r1_every or config.r1_every < 1:
             raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
                              f"{config.r1_gamma} and {config.r1_every}")
+        if config.ema_rampup < 0 or (config.ema_rampup and not config.ema):
+            raise ValueError(f"ema_rampup must be >= 0 and needs a moving average to ramp up "
+                             f"(--ema DECAY, e.g. 0.9995 with --ema-rampup 0.25); got ema_rampup "
+                             f"{config.ema_rampup} with ema {config.ema}")
         check_top_k(config.g_top_k, config.g_top_k_decay)
         self.recipe: Recipe = base.with_overrides(config.lr, config.lr_d, config.lr_g,
                                                   config.beta1, config.batch_size,
@@ -279,8 +286,8 @@ class Trainer:
         # what the D and G updates call: D itself, or D behind DiffAugment (D is what is saved)
         self.D_seen = Augmented(self.D, config.augment) if parse_policy(config.augment) else self.D
         self.opt_g, self.opt_d = self.recipe.optimizers(self.G, self.D)
-        self.G_ema = (AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
-                      if config.ema else None)
+        self.G_ema = (AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(
+            config.ema, config.ema_rampup or None)) if config.ema else None)
         self.loader = DataLoader(self.images, self.recipe.batch_size, shuffle=True,
                                  drop_last=True, flip=config.flip,
                                  seed=_seed_for(config.seed, 1), device=self.device)
@@ -760,10 +767,13 @@ class Trainer:
         samples that look collapsed may only be the average lagging behind G, so a collapse
         warning is then decided on G's own weights."""
         n = int(self.G_ema.n_averaged)
-        share = self.config.ema ** max(n - 1, 0)
+        c = self.config
+        # update k (k = 1 .. n-1 earlier ones) keeps the share ema_decay(k) of what it held
+        share = float(np.prod([ema_decay(c.ema, k, c.ema_rampup or None) for k in range(1, n)]))
         if n == 0 or share < 0.05:
             return ""
-        return (f"the samples' moving average, --ema {self.config.ema}, after {n} updates "
+        rampup = f" --ema-rampup {c.ema_rampup}" if c.ema_rampup else ""
+        return (f"the samples' moving average, --ema {c.ema}{rampup}, after {n} updates "
                 f"still holds {share:.0%} of the first step's weights")
 
     def _write(self, message: str, always: bool = False) -> None:

@@ -1,5 +1,6 @@
 """Optimizers (PyTorch semantics); each parameter is updated by one fused kernel pass.
-Also weight averaging as torch.optim.swa_utils has it: AveragedModel, get_ema_multi_avg_fn."""
+Also weight averaging as torch.optim.swa_utils has it: AveragedModel, get_ema_multi_avg_fn
+(with ema_decay's rampup for young averages)."""
 
 from __future__ import annotations
 
@@ -139,15 +140,32 @@ class RMSprop(Optimizer):
         K.rmsprop_update(p, g, sq, self.current_lr(), d["alpha"], d["eps"], d["weight_decay"])
 
 
-def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable:
+def ema_decay(decay: float, num_averaged: int, rampup: float | None = None) -> float:
+    """The decay of the moving average's update after `num_averaged` earlier ones: `decay`, or
+    with `rampup` at most the decay whose half-life is that fraction of the updates so far,
+    min(decay, 0.5 ** (1 / (rampup * (num_averaged + 1)))) (StyleGAN2-ADA's `ema_rampup`,
+    Karras et al. 2020): a young average then follows the model instead of holding its first
+    weights, and reaches `decay` once rampup * updates is its half-life (ln 0.5 / ln decay)."""
+    if not rampup:
+        return decay
+    return min(decay, 0.5 ** (1.0 / (rampup * (num_averaged + 1))))
+
+
+def get_ema_multi_avg_fn(decay: float = 0.999, rampup: float | None = None) -> Callable:
     """The exponential moving average as AveragedModel's `multi_avg_fn`:
-    averaged <- decay * averaged + (1 - decay) * current, for every array at once."""
+    averaged <- d * averaged + (1 - d) * current, for every array at once, d = `decay`; with
+    `rampup` (not in PyTorch) d = ema_decay(decay, n_averaged, rampup), a half-life at most
+    that fraction of the updates so far."""
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+    if rampup is not None and not rampup > 0:
+        raise ValueError(f"EMA rampup must be a fraction > 0 of the updates so far (e.g. 0.25), "
+                         f"or None for a constant decay; got {rampup}")
 
     def ema_update(averaged: list, current: list, num_averaged) -> None:
+        d = ema_decay(decay, int(num_averaged), rampup)
         for a, c in zip(averaged, current):
-            a += (1.0 - decay) * (c - a)      # lerp towards the current weights, in place
+            a += (1.0 - d) * (c - a)          # lerp towards the current weights, in place
 
     return ema_update
 

@@ -159,12 +159,17 @@ def test_collapse_warning_fires_on_a_collapsed_generator(tmp_path, classifier, c
     assert curves[-1]["marks"] == [12, 18]
 
 
-@pytest.mark.parametrize("ema, says", [(0.9, True), (0.5, False)])
+@pytest.mark.parametrize("ema, rampup, says", [(0.9, 0.0, True), (0.5, 0.0, False),
+                                               (0.9, 0.25, False)])
 def test_collapse_warning_says_when_a_young_moving_average_drew_it(tmp_path, classifier, curves,
-                                                                     collapsed_g, ema, says):
+                                                                     collapsed_g, ema, rampup,
+                                                                     says):
     """With --ema the samples are the average's: after 12 updates at 0.9 the first step's
-    weights still weigh 0.9 ** 11 = 31 %, and the warning says so; at 0.5 (0.05 %) it does not."""
-    Trainer(_config(tmp_path, lr_g=0.0, ema=ema), images=classifier.x_train[:96]).fit()
+    weights still weigh 0.9 ** 11 = 31 %, and the warning says so; at 0.5 (0.05 %) it does not,
+    nor at 0.9 with --ema-rampup 0.25, whose decays 0.5 ** (1 / (0.25 * t)), t = 2..12, leave the
+    first weights 0.5 ** (4 * (1/2 + ... + 1/12)) = 0.3 %."""
+    Trainer(_config(tmp_path, lr_g=0.0, ema=ema, ema_rampup=rampup),
+            images=classifier.x_train[:96]).fit()
     warning = [r for r in _records(tmp_path / "run") if "fd_cls" in r][1]["collapse"]
     assert warning.startswith("possible mode collapse")      # G is collapsed: still warned
     assert ("moving average" in warning) == says

@@ -40,16 +40,16 @@ def _assert_identical(a: Trainer, b: Trainer) -> None:
     assert backend.rng.get_state() is not None
 
 
-@pytest.mark.parametrize("arch,stop,ema", [("dcgan", 5, 0.0), ("atienza", 9, 0.0),
-                                           ("dcgan", 7, 0.9)])
-def test_resume_mid_epoch_is_bit_identical_to_an_unbroken_run(tmp_path, arch, stop, ema,
+@pytest.mark.parametrize("arch,stop,ema,rampup", [("dcgan", 5, 0.0, 0.0), ("atienza", 9, 0.0, 0.0),
+                                                  ("dcgan", 7, 0.9, 0.0), ("dcgan", 7, 0.9, 0.5)])
+def test_resume_mid_epoch_is_bit_identical_to_an_unbroken_run(tmp_path, arch, stop, ema, rampup,
                                                                 quick_curves):
-    whole = Trainer(_config(tmp_path, "whole", arch, ema=ema))
+    whole = Trainer(_config(tmp_path, "whole", arch, ema=ema, ema_rampup=rampup))
     whole.fit()
     end_rng = backend.rng.get_state()
     assert any(k.startswith("G_ema.") for k in training_state(whole)) == bool(ema)
 
-    part = Trainer(_config(tmp_path, "part", arch, steps=stop, ema=ema))
+    part = Trainer(_config(tmp_path, "part", arch, steps=stop, ema=ema, ema_rampup=rampup))
     part.fit()
     assert part.loader._batch != 0, "the test must stop in the middle of an epoch"
     minigan.manual_seed(12345)                # whatever happens in between must not matter
@@ -391,23 +391,31 @@ def test_layer_statistics_with_several_critic_steps(tmp_path, quick_curves):
     assert not missing, f"no output gradient recorded for {missing}"
 
 
-def test_ema_draws_the_samples_and_is_what_the_cli_loads(tmp_path, quick_curves):
+@pytest.mark.parametrize("rampup", [0.0, 0.5])
+def test_ema_draws_the_samples_and_is_what_the_cli_loads(tmp_path, quick_curves, rampup):
     """With `ema`, the moving average of G's weights (checked against the same average kept
-    by hand in float64) draws the grids and metrics, and `load_generator` loads it."""
+    by hand in float64) draws the grids and metrics, and `load_generator` loads it. With
+    `ema_rampup` r, update t (t - 1 before it) uses the decay whose half-life is r * t steps
+    while that is under `ema`'s: at r = 0.5, 0.5, 0.63, 0.71, 0.76, 0.79 for t = 2..6, all
+    under 0.8."""
     from minigan.cli import load_generator
     from minigan.gan import generate
     from minigan.gan.trainer import _seed_for
 
     decay = 0.8
     by_hand: list | None = None
+    t = 0
 
     def average(tr, stats):
-        nonlocal by_hand
+        nonlocal by_hand, t
+        t += 1
+        d = min(decay, 0.5 ** (1 / (rampup * t))) if rampup else decay
         now = [np.asarray(p.data, np.float64) for p in tr.G.parameters()]
-        by_hand = now if by_hand is None else [decay * a + (1 - decay) * w
+        by_hand = now if by_hand is None else [d * a + (1 - d) * w
                                                for a, w in zip(by_hand, now)]
 
-    trainer = Trainer(_config(tmp_path, ema=decay, steps=6), callbacks=[average])
+    trainer = Trainer(_config(tmp_path, ema=decay, ema_rampup=rampup, steps=6),
+                      callbacks=[average])
     trainer.fit()
     averaged = [p.data for p in trainer.G_ema.module.parameters()]
     for a, ref in zip(averaged, by_hand):
@@ -422,6 +430,13 @@ def test_ema_draws_the_samples_and_is_what_the_cli_loads(tmp_path, quick_curves)
     again = generate(G, z, batch_size=trainer.recipe.batch_size, seed=_seed_for(0, 4))
     assert np.array_equal(again, drawn), "the CLI's generator draws other samples"
     assert not np.allclose(drawn, generate(trainer.G, z, batch_size=trainer.recipe.batch_size))
+
+
+def test_ema_rampup_needs_a_moving_average(tmp_path):
+    with pytest.raises(ValueError, match="needs a moving average to ramp up"):
+        Trainer(_config(tmp_path, ema_rampup=0.25))
+    with pytest.raises(ValueError, match="ema_rampup must be >= 0"):
+        Trainer(_config(tmp_path, ema=0.9, ema_rampup=-0.1))
 
 
 def test_spectral_norm_trains_resumes_exactly_and_reloads(tmp_path, quick_curves):
