@@ -134,3 +134,27 @@ def test_beta2_reaches_both_optimizers_and_stays_with_the_run(tmp_path):
         assert tuple(opt.defaults["betas"]) == (0.5, 0.99)
     with pytest.raises(SystemExit):
         main(["train", "--resume", str(out), "--beta2", "0.9"])
+
+
+def test_ema_rampup_reaches_the_average_and_stays_with_the_run(tmp_path, capsys):
+    """--ema-rampup is saved with the run, ramps the average the resumed trainer keeps (its
+    decay after 1 update at 0.25: 0.5 ** (1 / 0.5) = 0.25, under --ema 0.99), may not change
+    on resume, and without --ema is refused with what to do."""
+    from minigan.gan import Trainer
+
+    out = tmp_path / "ramp"
+    assert main(["train", *TINY, "--steps", "2", "--ema", "0.99", "--ema-rampup", "0.25",
+                 "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["ema"], config["ema_rampup"]) == (0.99, 0.25)
+    resumed = Trainer.resume(out)
+    assert int(resumed.G_ema.n_averaged) == 2
+    a = [np.ones(1)]
+    resumed.G_ema.multi_avg_fn(a, [np.zeros(1)], 1)
+    assert a[0][0] == pytest.approx(0.25)               # kept 0.25 of the average: the ramp
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(out), "--ema-rampup", "0.5"])
+    capsys.readouterr()
+    assert main(["train", *TINY, "--steps", "1", "--ema-rampup", "0.25",
+                 "--out", str(tmp_path / "none")]) == 2
+    assert "needs a moving average to ramp up (--ema DECAY" in capsys.readouterr().err
