@@ -398,7 +398,8 @@ def check_folder(spec: SweepSpec, root: Path) -> None:
         cfg = root / "runs" / run.name / "config.json"
         if not cfg.is_file():
             continue
-        saved = json.loads(cfg.read_text())["config"]
+        # a setting the folder's minigan did not have yet reads as its default
+        saved = asdict(TrainConfig.from_dict(json.loads(cfg.read_text())["config"]))
         want = asdict(TrainConfig(**run.config))
         differ = [k for k in RUN_FLAGS if saved.get(k) != want.get(k)]
         if differ:

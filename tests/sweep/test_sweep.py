@@ -178,6 +178,28 @@ def test_an_empty_grid_table_in_a_spec_file(tmp_path, capsys):
     assert "unknown key(s) ['epochs']" in capsys.readouterr().err
 
 
+def test_a_run_folder_trained_otherwise_is_refused_and_an_older_one_is_not(tmp_path):
+    """check_folder compares every computation setting of a run folder with the spec's: one
+    that differs is refused with both values; a setting the folder's config.json lacks (written
+    before the setting existed, e.g. ema_rampup) reads as its default, so such a folder goes on."""
+    from dataclasses import asdict
+
+    from minigan.gan import TrainConfig
+
+    spec = sweep.SweepSpec(settings={"dataset": "ellipses", "limit": 320}, grid={}, seeds=[0])
+    (run,) = spec.runs()
+    folder = tmp_path / "runs" / run.name
+    folder.mkdir(parents=True)
+    config = asdict(TrainConfig(**run.config))
+    del config["ema_rampup"]                                 # as an older minigan wrote it
+    (folder / "config.json").write_text(json.dumps({"config": config}))
+    sweep.check_folder(spec, tmp_path)                       # no error: it goes on
+    config["lr"] = 1e-3
+    (folder / "config.json").write_text(json.dumps({"config": config}))
+    with pytest.raises(sweep.SweepError, match=r"lr: 0.001 there, None now"):
+        sweep.check_folder(spec, tmp_path)
+
+
 def test_the_summary_over_seeds():
     from minigan.report.sweep import summarize
 
