@@ -396,8 +396,8 @@ def test_ema_draws_the_samples_and_is_what_the_cli_loads(tmp_path, quick_curves,
     """With `ema`, the moving average of G's weights (checked against the same average kept
     by hand in float64) draws the grids and metrics, and `load_generator` loads it. With
     `ema_rampup` r, update t (t - 1 before it) uses the decay whose half-life is r * t steps
-    while that is under `ema`'s: at r = 0.5, 0.5, 0.63, 0.71, 0.76, 0.79 for t = 2..6, all
-    under 0.8."""
+    while that is under `ema`'s; at r = 0.5 those are 0.5, 0.63, 0.71, 0.76, 0.79 for t = 2..6,
+    all under 0.8."""
     from minigan.cli import load_generator
     from minigan.gan import generate
     from minigan.gan.trainer import _seed_for
