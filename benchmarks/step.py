@@ -7,7 +7,8 @@ Three models (--model, default all):
                reshapes the dense layer's output and applies BatchNorm2d to it, calls the
                activations and dropout from functional, and flattens with x.reshape(n, -1)
   doodles      the nets `python examples/doodles.py` trains: the tf model at half width
-               (width 32) with D's third convolution (d_depth 3), 28x28, batch 64 and 256
+               (width 32) with D's third convolution (d_depth 3) and G's first transposed
+               convolution 3x3 (g_kernel 3), 28x28, batch 64 and 256
   dcgan64      the PyTorch examples' DCGAN (minigan.gan.models.radford): 64x64 RGB, 4x4 kernels,
                stride 2, ngf = ndf = 64, batch 64 and 128
 With --compare torch the same model is rebuilt in PyTorch from minigan's state_dict (the keys
@@ -101,7 +102,7 @@ def build(model: str):
     if model == "torch-style":
         return (*torch_style_nets(nn, F), (1, 28, 28))
     if model == "doodles":
-        return (*dcgan((1, 28, 28), Z_DIM, width=32, d_depth=3), (1, 28, 28))
+        return (*dcgan((1, 28, 28), Z_DIM, width=32, d_depth=3, g_kernel=3), (1, 28, 28))
     if model == "dcgan64":
         return (*radford((3, 64, 64), Z_DIM), (3, 64, 64))
     raise ValueError(f"unknown model {model!r}: choose from {', '.join(BATCHES)}")

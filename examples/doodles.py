@@ -45,10 +45,10 @@ from minigan.gan import TrainConfig
 # step; without top-k, 46-49 % and 1.6-2.1 (docs/doodles.md).
 # Progress GIF, curves and run page are redrawn within 2 % of the training time (the trainer's
 # default is 5 %): about 15 s less of a run on a 2-vCPU machine; every epoch's grid is saved.
-EPOCHS = 60
+EPOCHS = 70
 RECIPE = dict(
     arch="dcgan", width=32,         # the TensorFlow tutorial's nets at half width: 4x cheaper
-    d_depth=3,
+    d_depth=3, g_kernel=3,
     batch_size=32,
     loss="bce", r1_gamma=30.0, r1_every=8, d_dropout=0.0,
     lr=4.5e-4, beta1=0.0, lr_decay=0.5, ema=0.9995, ema_rampup=0.25,

@@ -30,8 +30,8 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 # flags that define the computation: fixed once a run has started
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
              "seed", "limit", "min_enclosed_marks", "image_size", "channels", "flip", "z_dim",
-             "width", "g_width", "d_width", "d_depth", "loss", "label_smoothing", "lr_decay", "ema",
-             "ema_rampup", "spectral_norm", "gp_lambda", "r1_gamma", "r1_every", "d_dropout",
+             "width", "g_width", "d_width", "d_depth", "g_kernel", "loss", "label_smoothing",
+             "lr_decay", "ema", "ema_rampup", "spectral_norm", "gp_lambda", "r1_gamma", "r1_every", "d_dropout",
              "augment", "n_critic", "data_root", "g_top_k", "g_top_k_decay")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--d-depth", type=int, choices=(2, 3),
                    help="arch dcgan: D's stride-2 convolutions, 2 (the tutorial's, default) or 3 "
                         "(one more, 3x3 to twice the channels at 4x4)")
+    t.add_argument("--g-kernel", type=int, choices=(3, 5),
+                   help="arch dcgan: kernel size of G's first transposed convolution, 5 (the "
+                        "tutorial's, default) or 3 (about half of G's multiply-adds at width 32)")
     t.add_argument("--loss", choices=TRAIN_CHOICES["loss"],
                    help="default bce; wgan-gp trains D as a critic (no BatchNorm, no dropout) "
                         "with Adam 1e-4, betas (0, 0.9) unless --lr/--beta1 say otherwise")
@@ -387,7 +390,7 @@ def load_generator(run: str | Path, device: str = "cpu"):
     config = info["config"]
     G, _, _ = build(config["arch"], info["image_shape"], config["z_dim"], config["recipe"],
                     config.get("width", 64), g_width=config.get("g_width"),
-                    d_width=config.get("d_width"))
+                    d_width=config.get("d_width"), g_kernel=config.get("g_kernel"))
     state = load_checkpoint(run / "checkpoints" / "last.npz")
     if "G_ema" in state:       # trained with --ema: the moving average draws, as in training
         G.load_state_dict({k.removeprefix("module."): v for k, v in state["G_ema"].items()
@@ -481,7 +484,8 @@ def _eval(args) -> int:
             ("nearest-neighbour diversity", "nn_diversity", "{:.3f}"))
     if "marks2" in got:            # Quick, Draw!: drawn whole? (metrics.drawing_structure)
         rows += (("outline closed", "closed", "{:.1%}"),
-                 ("closed, 2+ marks inside", "marks2", "{:.1%}"))
+                 ("closed, 2+ marks inside", "marks2", "{:.1%}"),
+                 ("closed, 2+ marks, bold strokes", "marks2_bold", "{:.1%}"))
     print(f"  {'':<30}{'samples':>10}{'real':>10}")
     for label, key, fmt in rows:
         print(f"  {label:<30}{fmt.format(got[key]):>10}{fmt.format(floor[key]):>10}")
@@ -502,7 +506,8 @@ def _eval(args) -> int:
         # and for drawings the share drawn whole (2,000 samples' draws differ by a few points)
         seeds = list(range(args.seed, args.seed + args.repeats))
         runs = [got] + [score(s) for s in seeds[1:]]
-        for label, key, fmt in (row for row in rows if row[1] in ("fd", "marks2")):
+        for label, key, fmt in (row for row in rows if row[1] in ("fd", "marks2",
+                                                                   "marks2_bold")):
             values = [r[key] for r in runs]
             name = label.removesuffix(" (classifier)")
             print(f"  {name} over noise seeds {seeds[0]}-{seeds[-1]}: mean "

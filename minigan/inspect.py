@@ -42,7 +42,8 @@ def load_run(run: str | os.PathLike, device: str = "cpu"):
     G, D, _ = build(c["arch"], info["image_shape"], c["z_dim"], recipe, c.get("width", 64),
                     critic=critic, spectral_norm=c.get("spectral_norm", False),
                     g_width=c.get("g_width"), d_width=c.get("d_width"),
-                    d_dropout=c.get("d_dropout"), d_depth=c.get("d_depth"))
+                    d_dropout=c.get("d_dropout"), d_depth=c.get("d_depth"),
+                    g_kernel=c.get("g_kernel"))
     state = load_checkpoint(run / "checkpoints" / "last.npz")
     G.load_state_dict(state["G"])
     D.load_state_dict(state["D"])

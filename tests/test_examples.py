@@ -27,8 +27,8 @@ def test_doodles_example_trains_its_recipe(tmp_path):
     c = config["config"]
     assert (c["loss"], c["r1_gamma"], c["r1_every"], c["d_dropout"], c["lr"], c["beta1"],
             c["lr_decay"], c["ema"], c["ema_rampup"], c["width"], c["batch_size"], c["seed"],
-            c["picture_budget"], c["g_top_k"], c["d_depth"]) == \
-        ("bce", 30.0, 8, 0.0, 4.5e-4, 0.0, 0.5, 0.9995, 0.25, 32, 32, 3, 0.02, 1.0, 3)
+            c["picture_budget"], c["g_top_k"], c["d_depth"], c["g_kernel"]) == \
+        ("bce", 30.0, 8, 0.0, 4.5e-4, 0.0, 0.5, 0.9995, 0.25, 32, 32, 3, 0.02, 1.0, 3, 3)
     records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["r1"] > 0 for r in records if "r1" in r][:1] == [True]
     assert (out / "samples" / "epoch_001.png").stat().st_size > 0
@@ -88,7 +88,7 @@ def test_doodles_width_follows_the_device_unless_given():
     assert (cpu.width, gpu.width, mine.width) == (32, 64, 48)
     assert (cpu.device, gpu.device) == ("cpu", "cuda")
     same = ("arch", "batch_size", "loss", "r1_gamma", "r1_every", "d_dropout", "lr", "beta1",
-            "lr_decay", "ema", "ema_rampup", "d_depth", "epochs", "seed", "limit", "dataset")
+            "lr_decay", "ema", "ema_rampup", "d_depth", "g_kernel", "epochs", "seed", "limit", "dataset")
     assert [getattr(gpu, k) for k in same] == [getattr(cpu, k) for k in same] == \
         [getattr(mine, k) for k in same]
     assert cpu.dataset == "quickdraw:smiley face" and cpu.limit == 5000

@@ -54,7 +54,7 @@ def metadata(info: dict, z_dim: int, image_shape, batch_size: int, seed: int) ->
             "batchnorm": f"statistics calibrated as `minigan sample --seed {seed}`: the mean "
                          f"of {default_calibration_batches(batch_size)} batches of {batch_size} "
                          "noise vectors' statistics"}
-    for key in ("arch", "dataset", "width", "g_width", "loss"):
+    for key in ("arch", "dataset", "width", "g_width", "g_kernel", "loss"):
         if config.get(key) is not None:
             meta[key] = str(config[key])
     if "trained_steps" in info:

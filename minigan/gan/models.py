@@ -113,7 +113,7 @@ def _quarter(arch: str, image_shape) -> tuple[int, int, int]:
 
 
 def dcgan(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64,
-          d_depth: int = 2) -> tuple[nn.Module, nn.Module]:
+          d_depth: int = 2, g_kernel: int = 5) -> tuple[nn.Module, nn.Module]:
     """The TensorFlow DCGAN tutorial's MNIST nets (tensorflow.org/tutorials/generative/dcgan).
 
     Keras 'same' padding with kernel 5 becomes padding 2 (plus output_padding 1 when upsampling
@@ -121,11 +121,17 @@ def dcgan(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64,
     0.01 and eps 1e-3; LeakyReLU keeps Keras's default slope 0.3; weights use Keras's
     glorot-uniform with zero biases. `width` scales every layer (the tutorial's is 64).
     `d_depth` 3 gives D a third convolution, 3x3 with stride 2 to twice the channels (7x7 ->
-    4x4 for 28x28 images), before its linear layer; 2 is the tutorial's D.
+    4x4 for 28x28 images), before its linear layer; 2 is the tutorial's D. `g_kernel` is the
+    kernel size of G's first transposed convolution, the one at a quarter of the image size
+    (5 is the tutorial's; 3 leaves that layer 9/25 of its multiply-adds, which at width 32 is
+    three quarters of all of G's).
     """
     if d_depth not in (2, 3):
         raise ValueError(f"d_depth of arch 'dcgan' must be 2 (the tutorial's D) or 3 (one more "
                          f"stride-2 convolution), got {d_depth!r}")
+    if g_kernel not in (3, 5):
+        raise ValueError(f"g_kernel of arch 'dcgan' must be 5 (the tutorial's G) or 3 (a 3x3 "
+                         f"first transposed convolution), got {g_kernel!r}")
     c, h, w = _quarter("dcgan", image_shape)
     c1, c2, c4 = width, 2 * width, 4 * width                      # 64, 128, 256
 
@@ -136,8 +142,8 @@ def dcgan(image_shape=(1, 28, 28), z_dim: int = 100, width: int = 64,
         nn.Linear(z_dim, c4 * h * w, bias=False), bn(nn.BatchNorm1d, c4 * h * w),
         nn.LeakyReLU(0.3),
         nn.Unflatten(1, (c4, h, w)),                                       # (N, 256, 7, 7)
-        nn.ConvTranspose2d(c4, c2, 5, 1, 2, bias=False), bn(nn.BatchNorm2d, c2),
-        nn.LeakyReLU(0.3),                                                 # (N, 128, 7, 7)
+        nn.ConvTranspose2d(c4, c2, g_kernel, 1, g_kernel // 2, bias=False),
+        bn(nn.BatchNorm2d, c2), nn.LeakyReLU(0.3),                         # (N, 128, 7, 7)
         nn.ConvTranspose2d(c2, c1, 5, 2, 2, output_padding=1, bias=False),
         bn(nn.BatchNorm2d, c1), nn.LeakyReLU(0.3),                         # (N, 64, 14, 14)
         nn.ConvTranspose2d(c1, c, 5, 2, 2, output_padding=1, bias=False),
@@ -323,7 +329,8 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
           width: int = 64, critic: bool = False, spectral_norm: bool = False,
           g_width: int | None = None, d_width: int | None = None,
           d_dropout: float | None = None,
-          d_depth: int | None = None) -> tuple[nn.Module, nn.Module, Recipe]:
+          d_depth: int | None = None,
+          g_kernel: int | None = None) -> tuple[nn.Module, nn.Module, Recipe]:
     """(G, D, optimizer recipe) for an architecture name in ARCHS and images (C, H, W).
 
     `width` scales the layers (64 is every recipe's own size; smaller is faster); `g_width` and
@@ -331,7 +338,10 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
     strips BatchNorm and Dropout from D (see `as_critic`); `spectral_norm` makes D an SNGAN
     discriminator (see `spectrally_normalized`); `d_dropout` sets the rate of every Dropout
     layer in D (0: none; None: the architecture's own); `d_depth` (dcgan only) gives D a third
-    stride-2 convolution when 3 (see `dcgan`). G is the same either way.
+    stride-2 convolution when 3 and `g_kernel` (dcgan only) sets the kernel of G's first
+    transposed convolution, 3 or 5 (see `dcgan`). Each option draws its net again after the
+    pair, so a run with `d_depth` alone keeps the G of the run without it, one with `g_kernel`
+    alone the D.
     """
     _check_arch(arch)
     image_shape = tuple(int(s) for s in image_shape)
@@ -340,15 +350,17 @@ def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "d
     for name, w in (("width", width), ("g_width", g_width), ("d_width", d_width)):
         if w is not None and (int(w) != w or w < 1):
             raise ValueError(f"{name} must be a positive integer, got {w!r}")
-    if d_depth is not None and arch != "dcgan":
-        raise ValueError(f"d_depth applies to arch 'dcgan' (the TensorFlow tutorial's nets), "
-                         f"not {arch!r}: leave it unset")
+    for name, value in (("d_depth", d_depth), ("g_kernel", g_kernel)):
+        if value is not None and arch != "dcgan":
+            raise ValueError(f"{name} applies to arch 'dcgan' (the TensorFlow tutorial's nets), "
+                             f"not {arch!r}: leave it unset")
     d_options = {} if d_depth in (None, 2) else {"d_depth": d_depth}
+    g_options = {} if g_kernel in (None, 5) else {"g_kernel": g_kernel}
     G, D = BUILDERS[arch](image_shape, z_dim, int(width))
     # a net drawn again after the pair, so that the other's weights stay those of the run
     # without the option
-    if g_width is not None and g_width != width:
-        G = BUILDERS[arch](image_shape, z_dim, int(g_width))[0]
+    if (g_width is not None and g_width != width) or g_options:
+        G = BUILDERS[arch](image_shape, z_dim, int(g_width or width), **g_options)[0]
     if (d_width is not None and d_width != width) or d_options:
         D = BUILDERS[arch](image_shape, z_dim, int(d_width or width), **d_options)[1]
     if d_dropout is not None:

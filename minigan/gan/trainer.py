@@ -100,6 +100,8 @@ class TrainConfig:
     g_width: int | None = None          # G's alone (None: width), as PyTorch's DCGAN's ngf
     d_width: int | None = None          # D's alone (None: width), as its ndf
     d_depth: int | None = None          # arch dcgan: 3 gives D a third stride-2 convolution
+    g_kernel: int | None = None         # arch dcgan: kernel of G's first transposed convolution
+                                        # (3 or 5, the tutorial's)
     loss: str = "bce"                   # bce | hinge | wgan-gp
     label_smoothing: float = 0.0        # bce only
     lr_decay: float = 0.0               # fraction of training, at its end, over which both
@@ -269,7 +271,8 @@ class Trainer:
                                      config.width, critic=self.loss.critic,
                                      spectral_norm=config.spectral_norm,
                                      g_width=config.g_width, d_width=config.d_width,
-                                     d_dropout=config.d_dropout, d_depth=config.d_depth)
+                                     d_dropout=config.d_dropout, d_depth=config.d_depth,
+                                     g_kernel=config.g_kernel)
         if config.r1_gamma < 0 or int(config.r1_every) != config.r1_every or config.r1_every < 1:
             raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
                              f"{config.r1_gamma} and {config.r1_every}")
@@ -735,7 +738,7 @@ class Trainer:
                   "num_classes": m["num_classes"]}
         for key in ("kl", "confidence", "diversity", "nn_diversity", "class_entropy_ratio"):
             record[key] = round(m[key], 4) if math.isfinite(m[key]) else None
-        for key in ("closed", "marks2"):                  # Quick, Draw! only
+        for key in ("closed", "marks2", "marks2_bold"):   # Quick, Draw! only
             if key in m:
                 record[key] = round(m[key], 4)
         record["class_hist"] = [round(h, 4) for h in m["histogram"]]

@@ -43,6 +43,7 @@ QUALITY_KEYS = (("fd", "pixel FD"), ("fd_cls", "classifier FD"), ("modes", "mode
                 ("kl", "KL to real mix"), ("confidence", "confidence"),
                 ("diversity", "diversity"), ("nn_diversity", "NN diversity"),
                 ("marks2", "closed, 2+ marks inside"),
+                ("marks2_bold", "closed, 2+ marks, bold strokes"),
                 ("collapse", "warning"))
 
 

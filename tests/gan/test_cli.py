@@ -121,6 +121,25 @@ def test_d_depth_trains_loads_and_is_part_of_the_run(tmp_path):
         main(["train", "--resume", str(out), "--d-depth", "2"])
 
 
+def test_g_kernel_trains_loads_and_is_part_of_the_run(tmp_path):
+    """--g-kernel 3 reaches G, and every command that rebuilds G from the run (sample, inspect's
+    loader) builds the 3x3 layer: a 5x5 one would fail to load the checkpoint's weights."""
+    out = tmp_path / "k3"
+    assert main(["train", *TINY, "--steps", "2", "--g-kernel", "3", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["g_kernel"] == 3
+    from minigan.cli import load_generator
+    from minigan.inspect import load_run
+
+    G, _ = load_generator(out)
+    G2, _, _ = load_run(out)
+    for g in (G, G2):
+        assert [m.kernel_size for m in g.modules() if isinstance(m, nn.ConvTranspose2d)] == \
+            [(3, 3), (5, 5), (5, 5)]
+    assert main(["sample", str(out), "-n", "4", "-o", str(tmp_path / "s.npy")]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(out), "--g-kernel", "5"])
+
+
 def test_beta2_reaches_both_optimizers_and_stays_with_the_run(tmp_path):
     """--beta2 sets Adam's second-moment decay of G and D (beta1 stays the recipe's), is saved
     with the run and restored on resume, and may not change there."""

@@ -122,6 +122,32 @@ def test_d_depth_3_adds_one_stride_2_convolution_to_the_tutorials_d_and_leaves_g
         build("radford", d_depth=3)
 
 
+def test_g_kernel_3_shrinks_gs_first_transposed_convolution_and_leaves_d_as_it_was():
+    minigan.manual_seed(0)
+    G0, D0, _ = build("dcgan", width=32)
+    minigan.manual_seed(0)
+    G3, D3, _ = build("dcgan", width=32, g_kernel=3)
+    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding)
+             for m in G3.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert convs == [(128, 64, (3, 3), (1, 1), (1, 1)), (64, 32, (5, 5), (2, 2), (2, 2)),
+                     (32, 1, (5, 5), (2, 2), (2, 2))]
+    assert G3(minigan.randn(5, 100)).shape == (5, 1, 28, 28)
+    # the layer's multiply-adds: 9/25 of the 5x5's; at width 32 that is G's largest layer
+    first = [m.weight.data.size for m in G0.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert first[0] * 9 // 25 == G3[4].weight.data.size == 128 * 64 * 9
+    for (ka, va), (kb, vb) in zip(D0.state_dict().items(), D3.state_dict().items(), strict=True):
+        assert ka == kb and np.array_equal(va, vb)
+    minigan.manual_seed(0)
+    G5, _, _ = build("dcgan", width=32, g_kernel=5)           # the tutorial's, as without it
+    assert all(np.array_equal(a, b) for a, b in zip(G0.state_dict().values(),
+                                                    G5.state_dict().values(), strict=True))
+    _, _, _ = build("dcgan", width=32, g_kernel=3, d_depth=3, g_width=16)   # all three at once
+    with pytest.raises(ValueError, match="g_kernel of arch 'dcgan' must be 5 .* or 3"):
+        build("dcgan", g_kernel=4)
+    with pytest.raises(ValueError, match="g_kernel applies to arch 'dcgan'.*not 'atienza'"):
+        build("atienza", g_kernel=3)
+
+
 def test_g_width_and_d_width_scale_one_net_and_leave_the_other_as_it_was():
     """As ngf / ndf: G's first layer and every channel count follow g_width; D is the very net
     (same weights from the same seed) that width alone builds, and the other way round."""
