@@ -19,25 +19,28 @@ from _common import device, parser, run
 
 from minigan.gan import TrainConfig
 
-# 60 epochs = 9,360 steps of 32 drawings; Adam at 4.5e-4 with beta1 0 (no momentum), the
-# learning rates falling linearly to 0 over the second half (lr_decay), and samples, grids and
-# scores drawn by a moving average of G's weights (ema 0.9995, a half-life of about 1,400
-# steps): trained alone on three seeds with ema 0.999, these drew 3.0-3.3 points more samples
-# whole than Adam at 3e-4 with beta1 0.5 and G's own weights (0.4-4.1 by the means of three
-# other draws) and scored a classifier FD of 1.40-1.54 against 1.59-2.10; each of the three
-# alone had moved the scores less than another seed does (docs/doodles.md). The longer average
-# trains the same G and lowered the FD on each of three seeds against 0.999 (means 1.20-1.34
-# against 1.40-1.54, alone); its half-life ramps up (ema_rampup 0.25: at most a quarter of
-# the steps so far, StyleGAN2-ADA's rule), so the first epochs' grids show G's heads, not the
-# grey speckle of its first weights, and the end is level with the unramped average. D plays
-# the original (non-saturating) game with the R1 penalty on its gradient at real drawings
-# (Mescheder et al. 2018) in place of dropout, taken every 8th step at eight times the weight
-# (lazy R1; every 4th step a step costs about 1.05 times as much, and on seed 0 the scores
-# stayed where they were). G learns from the whole batch: top-k training (`g_top_k`, G's loss
-# over the samples D scores highest only, Sinha et al. 2020) halved the classifier FD while D
-# had the tutorial's two convolutions, but beside the third convolution below it cost 1.8-1.9
-# points of the share drawn whole and a higher FD on each of three seeds; it saves 3-6 % of a
-# step, lost over a run in the host's drift.
+# 70 epochs = 10,920 steps of 32 drawings, G's first transposed convolution 3x3 (g_kernel 3; the
+# tutorial's is 5x5, at width 32 three quarters of G's multiply-adds): trained alone on three
+# seeds against 60 epochs with the 5x5 layer, 0.85-0.93 of the time, 0.6-2.5 points more samples
+# drawn whole with bold strokes only (means of three draws) and a classifier FD 0.04-0.34 higher
+# (means 1.29-1.54 against 1.20-1.34; docs/doodles.md). Adam at 4.5e-4 with beta1 0 (no momentum),
+# the learning rates falling linearly to 0 over the second half (lr_decay), and samples, grids and
+# scores drawn by a moving average of G's weights (ema 0.9995, a half-life of about 1,400 steps):
+# trained alone on three seeds with ema 0.999, these drew 3.0-3.3 points more samples whole than
+# Adam at 3e-4 with beta1 0.5 and G's own weights (0.4-4.1 by the means of three other draws) and
+# scored a classifier FD of 1.40-1.54 against 1.59-2.10; each of the three alone had moved the
+# scores less than another seed does (docs/doodles.md). The longer average trains the same G and
+# lowered the FD on each of three seeds against 0.999 (means 1.20-1.34 against 1.40-1.54, alone);
+# its half-life ramps up (ema_rampup 0.25: at most a quarter of the steps so far, StyleGAN2-ADA's
+# rule), so the first epochs' grids show G's heads, not the grey speckle of its first weights, and
+# the end is level with the unramped average. D plays the original (non-saturating) game with the
+# R1 penalty on its gradient at real drawings (Mescheder et al. 2018) in place of dropout, taken
+# every 8th step at eight times the weight (lazy R1; every 4th step a step costs about 1.05 times
+# as much, and on seed 0 the scores stayed where they were). G learns from the whole batch: top-k
+# training (`g_top_k`, G's loss over the samples D scores highest only, Sinha et al. 2020) halved
+# the classifier FD while D had the tutorial's two convolutions, but beside the third convolution
+# below it cost 1.8-1.9 points of the share drawn whole and a higher FD on each of three seeds; it
+# saves 3-6 % of a step, lost over a run in the host's drift.
 # D has one convolution more than the tutorial's (d_depth 3: 3x3, stride 2, to 4x4): on three
 # seeds (top-k kept then) the share of samples drawn whole, a closed head around two marks or
 # more (eyes and a mouth), rose from 35-38 % to 43-46 % (held-out drawings: 52 %) and the

@@ -31,8 +31,9 @@ TRAIN_CHOICES = {"arch": ("dcgan", "atienza", "dense", "radford"),
 RUN_FLAGS = ("dataset", "arch", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "recipe",
              "seed", "limit", "min_enclosed_marks", "image_size", "channels", "flip", "z_dim",
              "width", "g_width", "d_width", "d_depth", "g_kernel", "loss", "label_smoothing",
-             "lr_decay", "ema", "ema_rampup", "spectral_norm", "gp_lambda", "r1_gamma", "r1_every", "d_dropout",
-             "augment", "n_critic", "data_root", "g_top_k", "g_top_k_decay")
+             "lr_decay", "ema", "ema_rampup", "spectral_norm", "gp_lambda", "r1_gamma",
+             "r1_every", "d_dropout", "augment", "n_critic", "data_root", "g_top_k",
+             "g_top_k_decay")
 # flags that only change what is measured and shown: may change when resuming
 VIEW_FLAGS = ("device", "log_every", "checkpoint_every", "quality_every", "log_internals",
               "picture_budget")
