@@ -111,7 +111,8 @@ def main() -> None:
     p.add_argument("--min-enclosed-marks", type=int, metavar="N",
                    help="train only on the drawings whose outline closes around N marks or more "
                         "(2: heads drawn around eyes and a mouth, 2,587 of the 5,000 smiley "
-                        "faces; give --epochs 117 for the default's 9,360 steps); default: all")
+                        "faces; give --epochs 137 for about the default's 10,920 steps); "
+                        "default: all")
     p.add_argument("--width", type=int, default=None,
                    help=f"layer width of both nets (default {RECIPE['width']} on the CPU, "
                         f"{GPU_WIDTH}, the tutorial's, on a GPU, where it costs no more time)")
