@@ -141,7 +141,10 @@ def test_g_kernel_3_shrinks_gs_first_transposed_convolution_and_leaves_d_as_it_w
     G5, _, _ = build("dcgan", width=32, g_kernel=5)           # the tutorial's, as without it
     assert all(np.array_equal(a, b) for a, b in zip(G0.state_dict().values(),
                                                     G5.state_dict().values(), strict=True))
-    _, _, _ = build("dcgan", width=32, g_kernel=3, d_depth=3, g_width=16)   # all three at once
+    Gw, Dw, _ = build("dcgan", width=32, g_kernel=3, d_depth=3, g_width=16)  # all three at once
+    assert [(m.in_channels, m.kernel_size) for m in Gw.modules()
+            if isinstance(m, nn.ConvTranspose2d)][0] == (64, (3, 3))        # 4 * g_width in
+    assert len([m for m in Dw.modules() if isinstance(m, nn.Conv2d)]) == 3
     with pytest.raises(ValueError, match="g_kernel of arch 'dcgan' must be 5 .* or 3"):
         build("dcgan", g_kernel=4)
     with pytest.raises(ValueError, match="g_kernel applies to arch 'dcgan'.*not 'atienza'"):
