@@ -381,7 +381,7 @@ def _print_summary(summary: dict) -> None:
 
 def load_generator(run: str | Path, device: str = "cpu"):
     """(G, info) from a run folder: G with the last checkpoint's weights, info from config."""
-    from .gan import build, load_checkpoint
+    from .gan import build, load_checkpoint, net_options
 
     run = Path(run)
     cfg_path = run / "config.json"
@@ -390,8 +390,7 @@ def load_generator(run: str | Path, device: str = "cpu"):
     info = json.loads(cfg_path.read_text())
     config = info["config"]
     G, _, _ = build(config["arch"], info["image_shape"], config["z_dim"], config["recipe"],
-                    config.get("width", 64), g_width=config.get("g_width"),
-                    d_width=config.get("d_width"), g_kernel=config.get("g_kernel"))
+                    config.get("width", 64), **net_options(config))
     state = load_checkpoint(run / "checkpoints" / "last.npz")
     if "G_ema" in state:       # trained with --ema: the moving average draws, as in training
         G.load_state_dict({k.removeprefix("module."): v for k, v in state["G_ema"].items()

@@ -28,7 +28,7 @@ from .gan.callbacks import power_spectrum
 def load_run(run: str | os.PathLike, device: str = "cpu"):
     """(G, D, info) of a run folder, with its last checkpoint's weights; info is config.json
     plus 'trained_steps'."""
-    from .gan import TrainConfig, build, load_checkpoint
+    from .gan import TrainConfig, build, load_checkpoint, net_options
 
     run = Path(run)
     if not (run / "config.json").is_file():
@@ -41,9 +41,7 @@ def load_run(run: str | os.PathLike, device: str = "cpu"):
     recipe = "wgan-gp" if critic and c["recipe"] == "default" else c["recipe"]
     G, D, _ = build(c["arch"], info["image_shape"], c["z_dim"], recipe, c.get("width", 64),
                     critic=critic, spectral_norm=c.get("spectral_norm", False),
-                    g_width=c.get("g_width"), d_width=c.get("d_width"),
-                    d_dropout=c.get("d_dropout"), d_depth=c.get("d_depth"),
-                    g_kernel=c.get("g_kernel"))
+                    **net_options(c))
     state = load_checkpoint(run / "checkpoints" / "last.npz")
     G.load_state_dict(state["G"])
     D.load_state_dict(state["D"])

@@ -11,7 +11,7 @@ from .losses import (
     make_loss,
     r1_penalty,
 )
-from .models import ARCHS, Recipe, as_critic, build, recipe_for
+from .models import ARCHS, NET_OPTIONS, Recipe, as_critic, build, net_options, recipe_for
 from .sampling import generate, latent_walk, lerp, slerp, to_uint8
 from .trainer import (
     NonFiniteLossError,
@@ -24,9 +24,10 @@ from .trainer import (
 )
 
 __all__ = [
-    "ARCHS", "BCELoss", "GANLoss", "HingeLoss", "NonFiniteLossError", "PixelFrechet", "Recipe",
-    "TrainConfig", "Trainer", "TrainingInterrupted", "WGANGPLoss", "as_critic", "build",
-    "generate", "gradient_penalty", "has_quality_metrics", "latent_walk", "lerp",
-    "load_checkpoint", "load_images", "make_loss", "r1_penalty", "recipe_for",
+    "ARCHS", "BCELoss", "GANLoss", "HingeLoss", "NET_OPTIONS", "NonFiniteLossError",
+    "PixelFrechet", "Recipe", "TrainConfig", "Trainer", "TrainingInterrupted", "WGANGPLoss",
+    "as_critic", "build", "generate", "gradient_penalty", "has_quality_metrics", "latent_walk",
+    "lerp", "load_checkpoint", "load_images", "make_loss", "net_options", "r1_penalty",
+    "recipe_for",
     "save_checkpoint", "slerp", "to_uint8", "train",
 ]

@@ -325,6 +325,17 @@ def spectrally_normalized(D: nn.Sequential) -> nn.Sequential:
     return D
 
 
+# build()'s options that shape the nets beyond the arch and width: a run's settings of the same
+# names (TrainConfig fields) pass straight through
+NET_OPTIONS = ("g_width", "d_width", "d_dropout", "d_depth", "g_kernel")
+
+
+def net_options(config: dict) -> dict:
+    """build()'s NET_OPTIONS from a run's config (TrainConfig as a dict, or config.json's
+    "config"); a setting the run predates reads as None, its default."""
+    return {k: config.get(k) for k in NET_OPTIONS}
+
+
 def build(arch: str, image_shape=(1, 28, 28), z_dim: int = 100, recipe: str = "default",
           width: int = 64, critic: bool = False, spectral_norm: bool = False,
           g_width: int | None = None, d_width: int | None = None,

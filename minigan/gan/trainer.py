@@ -52,7 +52,7 @@ from .callbacks import EpochViews, LayerStatistics, as_callback
 from .checkpoint import gan_state, load_checkpoint, load_gan_state, save_checkpoint
 from .distance import PixelFrechet
 from .losses import GANLoss, make_loss
-from .models import Recipe, build
+from .models import Recipe, build, net_options
 from .sampling import generate, to_uint8
 from .steps import (
     check_top_k,
@@ -270,9 +270,7 @@ class Trainer:
         self.G, self.D, base = build(config.arch, self.image_shape, config.z_dim, recipe,
                                      config.width, critic=self.loss.critic,
                                      spectral_norm=config.spectral_norm,
-                                     g_width=config.g_width, d_width=config.d_width,
-                                     d_dropout=config.d_dropout, d_depth=config.d_depth,
-                                     g_kernel=config.g_kernel)
+                                     **net_options(asdict(config)))
         if config.r1_gamma < 0 or int(config.r1_every) != config.r1_every or config.r1_every < 1:
             raise ValueError(f"r1_gamma must be >= 0 and r1_every a positive integer, got "
                              f"{config.r1_gamma} and {config.r1_every}")
