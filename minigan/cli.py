@@ -485,7 +485,9 @@ def _eval(args) -> int:
     if "marks2" in got:            # Quick, Draw!: drawn whole? (metrics.drawing_structure)
         rows += (("outline closed", "closed", "{:.1%}"),
                  ("closed, 2+ marks inside", "marks2", "{:.1%}"),
-                 ("closed, 2+ marks, bold strokes", "marks2_bold", "{:.1%}"))
+                 ("closed, 2+ marks, bold strokes", "marks2_bold", "{:.1%}"),
+                 ("closed, 3+ marks inside", "marks3", "{:.1%}"),
+                 ("closed, 3+ marks, bold strokes", "marks3_bold", "{:.1%}"))
     print(f"  {'':<30}{'samples':>10}{'real':>10}")
     for label, key, fmt in rows:
         print(f"  {label:<30}{fmt.format(got[key]):>10}{fmt.format(floor[key]):>10}")
@@ -506,8 +508,8 @@ def _eval(args) -> int:
         # and for drawings the share drawn whole (2,000 samples' draws differ by a few points)
         seeds = list(range(args.seed, args.seed + args.repeats))
         runs = [got] + [score(s) for s in seeds[1:]]
-        for label, key, fmt in (row for row in rows if row[1] in ("fd", "marks2",
-                                                                   "marks2_bold")):
+        for label, key, fmt in (row for row in rows if row[1] in ("fd", "marks2", "marks2_bold",
+                                                                   "marks3_bold")):
             values = [r[key] for r in runs]
             name = label.removesuffix(" (classifier)")
             print(f"  {name} over noise seeds {seeds[0]}-{seeds[-1]}: mean "

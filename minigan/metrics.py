@@ -13,7 +13,8 @@ penultimate features (the 128 inputs of the last layer) and its predictions give
 - for Quick, Draw! drawings, without the classifier (`minigan.data.enclosed_marks`): `closed`,
   the share of drawings whose outline closes, `marks2`, the share whose outline closes
   around two marks or more (a face's eyes and mouth, the features a blurry sample loses first),
-  and `marks2_bold`, the same with only bold strokes (uint8 180 or more) counted.
+  `marks3`, around three or more (two eyes and a mouth), and `marks2_bold` and `marks3_bold`,
+  the same with only bold strokes (uint8 180 or more) counted.
 
 `evaluate` computes them all for a batch of images, `real_floor` the same figures for real test
 images (what a perfect generator would score), and `collapse_warning` reads a result and says
@@ -612,7 +613,7 @@ def evaluate(images, dataset: str = "mnist", *, root=None, model: Classifier | N
     (images or a Reference) replace those, e.g. for a custom classifier. Keys: fd, modes,
     num_classes, kl, class_entropy, class_entropy_real, class_entropy_ratio, confidence,
     diversity, nn_diversity, histogram, n, n_real; for Quick, Draw! datasets also closed,
-    marks2 and marks2_bold (`drawing_structure`).
+    marks2, marks3, marks2_bold and marks3_bold (`drawing_structure`).
     """
     model = model or classifier(dataset, root, device=device)
     if real is None:
@@ -654,16 +655,19 @@ def evaluate(images, dataset: str = "mnist", *, root=None, model: Classifier | N
 
 def drawing_structure(images, threshold: int = 128, bold: int = 180) -> dict:
     """{'closed': share of drawings whose outline closes, 'marks2': share whose outline closes
-    around two marks or more}, strokes at `threshold` or brighter (uint8), as
-    `minigan.data.enclosed_marks` counts them, and 'marks2_bold': the same share with only the
-    strokes at `bold` or brighter, where faint marks and smudged outlines no longer count (what
-    the eye calls a clear face). 750 held-out "smiley face" drawings: 0.71, 0.52 and 0.55 (thin
-    real strokes part from the outline at the higher threshold)."""
+    around two marks or more, 'marks3': around three or more}, strokes at `threshold` or
+    brighter (uint8), as `minigan.data.enclosed_marks` counts them, and 'marks2_bold',
+    'marks3_bold': the same shares with only the strokes at `bold` or brighter, where faint
+    marks and smudged outlines no longer count (what the eye calls a clear face). Two marks are
+    a mouth and one eye as well as two eyes; three are two eyes and a mouth. 750 held-out
+    "smiley face" drawings: 0.71, 0.52, 0.31, 0.55 and 0.35 (thin real strokes part from the
+    outline at the higher threshold)."""
     u8 = as_uint8_images(images)
     marks = enclosed_marks(u8, threshold=threshold)
     strong = enclosed_marks(u8, threshold=bold)
     return {"closed": float(np.mean(marks >= 0)), "marks2": float(np.mean(marks >= 2)),
-            "marks2_bold": float(np.mean(strong >= 2))}
+            "marks3": float(np.mean(marks >= 3)), "marks2_bold": float(np.mean(strong >= 2)),
+            "marks3_bold": float(np.mean(strong >= 3))}
 
 
 def real_floor(dataset: str = "mnist", root=None, device: str | None = None,

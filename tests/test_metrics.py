@@ -329,18 +329,27 @@ def _boxes(marks_inside: list[int], open_sides: list[bool]) -> np.ndarray:
 def test_drawing_structure_counts_closed_outlines_and_marks_inside():
     images = _boxes([3, 2, 0, 1, 3], [False, False, False, False, True])
     got = M.drawing_structure(images)
-    assert got == {"closed": 4 / 5, "marks2": 2 / 5, "marks2_bold": 2 / 5}
+    # closed: all but the open box; 2+ marks: the closed boxes with 3 and 2; 3+: the first
+    assert got == {"closed": 4 / 5, "marks2": 2 / 5, "marks3": 1 / 5, "marks2_bold": 2 / 5,
+                   "marks3_bold": 1 / 5}
     as_float = images[:, None].astype(np.float32) / 127.5 - 1       # generator output
     assert M.drawing_structure(as_float) == got
     faint = images // 2                  # strokes at 127: below the threshold, nothing drawn
-    assert M.drawing_structure(faint) == {"closed": 0.0, "marks2": 0.0, "marks2_bold": 0.0}
+    assert M.drawing_structure(faint) == {"closed": 0.0, "marks2": 0.0, "marks3": 0.0,
+                                          "marks2_bold": 0.0, "marks3_bold": 0.0}
     assert M.drawing_structure(faint, threshold=100, bold=100) == got
     # marks at 150 count at 128 but not among the bold strokes: the two boxes with 2+ marks
     # keep one bold mark each; outlines at 200 stay closed at both thresholds
     grey = np.where(images == 255, 200, 0).astype(np.uint8)
     grey[0, 8, 8:10] = grey[0, 12, 8:10] = grey[1, 8, 8:10] = 150
-    assert M.drawing_structure(grey) == {"closed": 4 / 5, "marks2": 2 / 5, "marks2_bold": 0.0}
+    assert M.drawing_structure(grey) == {"closed": 4 / 5, "marks2": 2 / 5, "marks3": 1 / 5,
+                                         "marks2_bold": 0.0, "marks3_bold": 0.0}
     assert M.drawing_structure(grey, bold=150) == got
+    # one faint mark of three: the box still holds two bold ones, but not three
+    grey3 = np.where(images == 255, 200, 0).astype(np.uint8)
+    grey3[0, 16, 8:10] = 150
+    assert M.drawing_structure(grey3) == {"closed": 4 / 5, "marks2": 2 / 5, "marks3": 1 / 5,
+                                          "marks2_bold": 2 / 5, "marks3_bold": 0.0}
 
 
 def test_evaluate_reports_drawing_structure_for_quickdraw_only(shapes):

@@ -44,6 +44,7 @@ QUALITY_KEYS = (("fd", "pixel FD"), ("fd_cls", "classifier FD"), ("modes", "mode
                 ("diversity", "diversity"), ("nn_diversity", "NN diversity"),
                 ("marks2", "closed, 2+ marks inside"),
                 ("marks2_bold", "closed, 2+ marks, bold strokes"),
+                ("marks3_bold", "closed, 3+ marks, bold strokes"),
                 ("collapse", "warning"))
 
 

@@ -110,9 +110,12 @@ def test_quickdraw_runs_log_the_share_of_samples_drawn_whole(tmp_path, classifie
     assert r["marks2"] == pytest.approx(np.mean(marks >= 2), abs=1e-4)
     bold = M.enclosed_marks(M.as_uint8_images(trainer.sample(z)), threshold=180)
     assert r["marks2_bold"] == pytest.approx(np.mean(bold >= 2), abs=1e-4)
+    assert r["marks3"] == pytest.approx(np.mean(marks >= 3), abs=1e-4)
+    assert r["marks3_bold"] == pytest.approx(np.mean(bold >= 3), abs=1e-4)
     refresh(tmp_path / "run")
     page = (tmp_path / "run" / "index.html").read_text()
     assert "closed, 2+ marks inside" in page and "closed, 2+ marks, bold strokes" in page
+    assert "closed, 3+ marks, bold strokes" in page
 
 
 def test_datasets_without_a_classifier_keep_the_pixel_distance(tmp_path, curves):
@@ -309,11 +312,12 @@ def test_eval_repeats_give_the_spread_of_the_share_drawn_whole(tmp_path, classif
     Trainer(_config(tmp_path, dataset="quickdraw", steps=6), images=classifier.x_train[:96]).fit()
     run = tmp_path / "run"
     single = _single_evals(run, (4, 5, 6), "closed, 2+ marks inside", capsys)
-    bold = {}                           # the bold strokes' share, each seed's eval alone
+    bold, bold3 = {}, {}                # the bold strokes' shares, each seed's eval alone
     for seed in (4, 5, 6):
         assert main(["eval", str(run), "-n", "150", "--seed", str(seed)]) == 0
-        bold[seed] = json.loads((run / "eval.json").read_text())[
-            "closed, 2+ marks, bold strokes: samples"]
+        alone = json.loads((run / "eval.json").read_text())
+        bold[seed] = alone["closed, 2+ marks, bold strokes: samples"]
+        bold3[seed] = alone["closed, 3+ marks, bold strokes: samples"]
         capsys.readouterr()
     assert main(["eval", str(run), "-n", "150", "--seed", "4", "--repeats", "3"]) == 0
     out = capsys.readouterr().out
@@ -332,6 +336,9 @@ def test_eval_repeats_give_the_spread_of_the_share_drawn_whole(tmp_path, classif
     assert record["closed, 2+ marks, bold strokes: per seed"] == \
         ", ".join(bold[s] for s in (4, 5, 6))
     assert "closed, 2+ marks, bold strokes over noise seeds 4-6" in out
+    assert record["closed, 3+ marks, bold strokes: per seed"] == \
+        ", ".join(bold3[s] for s in (4, 5, 6))
+    assert "closed, 3+ marks, bold strokes over noise seeds 4-6" in out
 
 
 def test_eval_needs_a_classifier(tmp_path, curves, capsys):
