@@ -483,11 +483,7 @@ def _eval(args) -> int:
             ("diversity (1 = real)", "diversity", "{:.3f}"),
             ("nearest-neighbour diversity", "nn_diversity", "{:.3f}"))
     if "marks2" in got:            # Quick, Draw!: drawn whole? (metrics.drawing_structure)
-        rows += (("outline closed", "closed", "{:.1%}"),
-                 ("closed, 2+ marks inside", "marks2", "{:.1%}"),
-                 ("closed, 2+ marks, bold strokes", "marks2_bold", "{:.1%}"),
-                 ("closed, 3+ marks inside", "marks3", "{:.1%}"),
-                 ("closed, 3+ marks, bold strokes", "marks3_bold", "{:.1%}"))
+        rows += tuple((label, key, "{:.1%}") for key, label in metrics.DRAWING_STRUCTURE)
     print(f"  {'':<30}{'samples':>10}{'real':>10}")
     for label, key, fmt in rows:
         print(f"  {label:<30}{fmt.format(got[key]):>10}{fmt.format(floor[key]):>10}")

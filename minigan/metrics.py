@@ -653,6 +653,14 @@ def evaluate(images, dataset: str = "mnist", *, root=None, model: Classifier | N
     }
 
 
+# drawing_structure's figures, in order, as `minigan eval`, the trainer's records and the run page
+# name them
+DRAWING_STRUCTURE = (("closed", "outline closed"), ("marks2", "closed, 2+ marks inside"),
+                     ("marks2_bold", "closed, 2+ marks, bold strokes"),
+                     ("marks3", "closed, 3+ marks inside"),
+                     ("marks3_bold", "closed, 3+ marks, bold strokes"))
+
+
 def drawing_structure(images, threshold: int = 128, bold: int = 180) -> dict:
     """{'closed': share of drawings whose outline closes, 'marks2': share whose outline closes
     around two marks or more, 'marks3': around three or more}, strokes at `threshold` or

@@ -736,7 +736,7 @@ class Trainer:
                   "num_classes": m["num_classes"]}
         for key in ("kl", "confidence", "diversity", "nn_diversity", "class_entropy_ratio"):
             record[key] = round(m[key], 4) if math.isfinite(m[key]) else None
-        for key in ("closed", "marks2", "marks2_bold", "marks3", "marks3_bold"):  # Quick, Draw!
+        for key, _ in metrics.DRAWING_STRUCTURE:              # Quick, Draw! only
             if key in m:
                 record[key] = round(m[key], 4)
         record["class_hist"] = [round(h, 4) for h in m["histogram"]]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..atomic import atomic_open
 from ..gan.callbacks import read_jsonl
+from ..metrics import DRAWING_STRUCTURE
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
@@ -42,9 +43,8 @@ slider.addEventListener("input", show);
 QUALITY_KEYS = (("fd", "pixel FD"), ("fd_cls", "classifier FD"), ("modes", "modes"),
                 ("kl", "KL to real mix"), ("confidence", "confidence"),
                 ("diversity", "diversity"), ("nn_diversity", "NN diversity"),
-                ("marks2", "closed, 2+ marks inside"),
-                ("marks2_bold", "closed, 2+ marks, bold strokes"),
-                ("marks3_bold", "closed, 3+ marks, bold strokes"),
+                *((k, name) for k, name in DRAWING_STRUCTURE
+                  if k in ("marks2", "marks2_bold", "marks3_bold")),
                 ("collapse", "warning"))
 
 
