@@ -24,6 +24,13 @@ subprocess and reports its peak resident set.
     python benchmarks/step.py --memory --model tf --batch 256 --compare torch
     python benchmarks/step.py --compare torch --beside spin     # under contention
 
+--blas-spin times minigan's step alone with OpenBLAS's idle threads sleeping after 2**E cycles
+without work, for each E given (kernels/blas.py: minigan's default is 12, OpenBLAS's own 28),
+the settings taking turns in blocks in one process like the frameworks above; it prints each
+one's median and its ratio to the first's.
+
+    python benchmarks/step.py --blas-spin 28 12 4
+
 --beside runs another busy process for the whole measurement, as on a user's machine: `spin`
 is `python -c "while True: pass"`, `train` a second minigan training run (the DCGAN on
 synthetic ellipses, its own threads as configured).
@@ -48,6 +55,7 @@ import minigan
 import minigan.functional as F
 from minigan import backend, nn
 from minigan.gan.models import dcgan, radford
+from minigan.kernels import blas as _blas
 from minigan.kernels import shifted
 from minigan.kernels import threads as T
 from minigan.optim import Adam
@@ -261,6 +269,31 @@ def compare(batch: int, device: str, steps: int, warmup: int, with_torch: bool,
     return out
 
 
+def spins(batch: int, device: str, steps: int, warmup: int, model: str, block: int,
+          exponents) -> dict:
+    """minigan's step with OpenBLAS's idle threads sleeping after 2**e cycles, for each e in
+    `exponents`, in turns (`alternate`): medians, and their ratios to the first's."""
+    step, _ = minigan_step(batch, device, model)
+    now = [None]
+
+    def with_spin(e):
+        def fn():
+            if now[0] != e:   # the threads restart: the block's untimed first step absorbs it
+                if not _blas.set_spin(e):
+                    raise SystemExit("--blas-spin: NumPy's OpenBLAS lacks openblas_read_env or "
+                                     "blas_thread_shutdown_, so its wait cannot be changed")
+                now[0] = e
+            step()
+        return fn
+
+    times = alternate({e: with_spin(e) for e in exponents}, steps, warmup, block)
+    first = statistics.median(times[exponents[0]])
+    return {"model": model, "batch": batch, "device": device, "steps": steps, "block": block,
+            "openblas": shifted.BLAS.core, "threads": _threads(),
+            "blas_spin_median_s": {str(e): statistics.median(v) for e, v in times.items()},
+            "ratio_to_first": {str(e): statistics.median(v) / first for e, v in times.items()}}
+
+
 def _threads() -> str:
     """MINIGAN_THREADS, and for the default what it chose (with the other processes' load)."""
     setting = os.environ.get("MINIGAN_THREADS") or "detect"
@@ -328,10 +361,18 @@ def main(argv=None) -> None:
                         "of this dtype, in turn with its float32 one (minigan's stays float32)")
     p.add_argument("--beside", choices=list(_BESIDE),
                    help="keep another busy process running meanwhile (spin or train)")
+    p.add_argument("--blas-spin", type=int, nargs="+", metavar="E",
+                   help="time minigan alone with OpenBLAS's idle threads sleeping after 2**E "
+                        "cycles, for each E (4-30), in turns")
     p.add_argument("--only", choices=["minigan", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.torch_autocast and a.compare != "torch":
         p.error("--torch-autocast times PyTorch's step: add --compare torch")
+    if a.blas_spin and (a.compare or a.memory or a.device != "cpu"):
+        p.error("--blas-spin times minigan's CPU step alone: leave out --compare, --memory "
+                "and --device cuda")
+    if a.blas_spin and not all(4 <= e <= 30 for e in a.blas_spin):
+        p.error(f"--blas-spin: OpenBLAS takes exponents from 4 to 30, got {a.blas_spin}")
     backend.check_device(a.device)
     minigan.manual_seed(0)
     if a.threads and a.compare:
@@ -357,7 +398,9 @@ def main(argv=None) -> None:
 def _measure(a) -> None:
     for model in a.model:
         for b in a.batch or BATCHES[model]:
-            if a.memory:
+            if a.blas_spin:
+                row = spins(b, a.device, a.steps, a.warmup, model, a.block, a.blas_spin)
+            elif a.memory:
                 row = {"model": model, "batch": b,
                        "minigan": peak_rss("minigan", b, a.device, model)}
                 if a.compare:

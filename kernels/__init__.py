@@ -14,7 +14,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._dispatch import on_device  # noqa: E402
 from ._memory import keep_freed_memory  # noqa: E402
+from .blas import spin_less  # noqa: E402
 
 keep_freed_memory()
+# OpenBLAS's idle threads likewise: they would spin for about 0.1 s after every threaded GEMM,
+# through the kernels between (kernels/blas.py)
+spin_less()
 
 __all__ = ["on_device"]

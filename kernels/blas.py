@@ -7,6 +7,11 @@ follows its choice. `advice()` says when the choice is slower than the CPU allow
 AVX-512, OPENBLAS_CORETYPE=Haswell (AVX2 kernels) halves sgemm's speed (106 against 200 GFLOP/s
 on one core of a Zen 5 EPYC: benchmarks/RESULTS.md) and minigan's convolutions with it, while
 PyTorch (oneDNN) does not read that variable.
+
+After each threaded call OpenBLAS's idle threads spin, waiting for the next one, for 2**28 CPU
+cycles (about 0.1 s) before they sleep: through the numba kernels and the Python between two
+GEMMs, which then share the cores with a thread doing nothing. `spin_less` shortens that wait
+(OPENBLAS_THREAD_TIMEOUT, which the library otherwise reads only as it loads).
 """
 
 from __future__ import annotations
@@ -82,6 +87,46 @@ def _thread_functions(lib):
                 put.restype, put.argtypes = None, [ctypes.c_int]
                 return get, put
     return None, None
+
+
+# OpenBLAS's threads sleep after 2**SPIN cycles without work (its default: 2**28). Measured with
+# training steps of four models at two batch sizes, in turn within one process on a 2-core Xeon
+# (benchmarks/RESULTS.md): 2**12 took 0.88-0.97 of the default's time, 2**4 0.91-0.97.
+SPIN = 12
+_TIMEOUT_VARIABLES = ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")
+
+
+def set_spin(spin: int) -> bool:
+    """Have the idle threads of NumPy's OpenBLAS sleep after 2**spin cycles without work (4 to
+    30): sets OPENBLAS_THREAD_TIMEOUT, has the library read its environment again (it reads it
+    once, as it loads) and stops its threads, which the next threaded call starts afresh with
+    the new wait. Call it while no BLAS call is running. False where the library lacks those
+    functions."""
+    for path in numpy_openblas():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        read_env = _symbol(lib, "openblas_read_env")
+        stop = _symbol(lib, "blas_thread_shutdown_")
+        if read_env is None or stop is None:
+            continue
+        read_env.restype, read_env.argtypes = None, []
+        stop.restype, stop.argtypes = ctypes.c_int, []
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(int(spin))
+        read_env()
+        stop()
+        return True
+    return False
+
+
+def spin_less(spin: int = SPIN, environ=os.environ) -> int | None:
+    """`set_spin(spin)` unless OPENBLAS_THREAD_TIMEOUT or GOTO_THREAD_TIMEOUT is set (the
+    user's choice stands, as the library read it). minigan calls it as its kernels are
+    imported. Returns the exponent now in force, or None where nothing changed."""
+    if any(environ.get(name) for name in _TIMEOUT_VARIABLES):
+        return None
+    return int(spin) if set_spin(spin) else None
 
 
 class Blas:

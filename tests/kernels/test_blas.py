@@ -75,3 +75,66 @@ def test_a_chunks_gemms_run_in_one_call_as_one_by_one():
     want[:, :5] = a64[:, :7] @ b64[:, :5] + a64[:, :7] @ bt64.T
     want += a64[:, :6].T @ a64[:, :8]
     np.testing.assert_allclose(results[0], want, rtol=1e-5, atol=1e-4)
+
+
+_IDLE = """
+import json, os, sys, time
+import numpy as np
+import minigan.kernels  # noqa: F401  (what minigan does to OpenBLAS's threads, as it imports)
+from minigan.kernels import shifted as S
+S.BLAS.set_threads(2)
+a = np.ones((600, 600), np.float32)
+
+def idle():  # CPU time of this process while its own thread sleeps, after a threaded GEMM
+    a @ a
+    t = time.process_time()
+    time.sleep(0.25)
+    return time.process_time() - t
+
+print(json.dumps({"idle_cpu_s": min(idle() for _ in range(3)),
+                  "timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}))
+"""
+
+
+def _idle_cpu(env_timeout):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")}
+    if env_timeout is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = env_timeout
+    env.pop("MINIGAN_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", _IDLE], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _can_spin():
+    import os
+
+    return (S.BLAS.set_threads is not None and len(os.sched_getaffinity(0)) >= 2
+            and B.numpy_openblas())
+
+
+@pytest.mark.skipif(not _can_spin(), reason="needs NumPy's OpenBLAS and two cores")
+def test_openblas_threads_sleep_when_idle_unless_the_user_chose_to_spin():
+    """OpenBLAS's worker thread spins for 2**28 cycles (tens of milliseconds at any clock) after
+    a threaded GEMM; with minigan imported it sleeps after 2**SPIN (microseconds), so a process
+    idle for 0.25 s spends next to no CPU time. A user's OPENBLAS_THREAD_TIMEOUT stands: at 28,
+    the idle process burns the spin's worth (over 30 ms)."""
+    ours = _idle_cpu(None)
+    assert ours["timeout"] == str(B.SPIN)
+    assert ours["idle_cpu_s"] < 0.015, ours
+    theirs = _idle_cpu("28")
+    assert theirs["timeout"] == "28"
+    assert theirs["idle_cpu_s"] > 0.03, theirs
+
+
+def test_spin_less_leaves_a_users_setting_alone():
+    for name in ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT"):
+        env = {name: "20"}
+        assert B.spin_less(8, env) is None
+        assert env == {name: "20"}
