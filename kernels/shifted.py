@@ -645,6 +645,57 @@ def _weight_grad_calls(plan, oh, ow, hp, wp, wq, n, ci, co, ld, base, q0, q1):
     return calls.table(), idle
 
 
+def _blas_width() -> int:
+    """OpenBLAS's threads when the convolutions leave their GEMMs to them (the `blas` family:
+    the pool one thread wide, one chunk), else 1."""
+    if POOL.width > 1 or POOL.max_chunks > 1 or _GET_THREADS is None:
+        return 1
+    return max(1, _GET_THREADS())
+
+
+@contextlib.contextmanager
+def _blas_threads(n):
+    """OpenBLAS at n threads for the duration, then as it was."""
+    before = _GET_THREADS()
+    _SET_THREADS(n)
+    try:
+        yield
+    finally:
+        _SET_THREADS(before)
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_grad_apart(plan, oh, ow, hp, wp, wq, n, ci, co, ld, base, width):
+    """The weight gradient's GEMMs over all its pixels (`_weight_grad_calls`) dealt out to
+    `width` threads, each to run its share with OpenBLAS single-threaded: ((table, ...), idle).
+    The GEMMs that sum into one block of the result stay together, in their order, so every
+    block is summed as OpenBLAS's own threads sum it, over the whole of its pixels; the blocks
+    go, the largest first, to the thread with the least work so far. OpenBLAS's threads would
+    instead share out each GEMM, and the weight gradient's are thin (64-256 columns, over
+    17,000 pixels in a 64x64 DCGAN's 32 x 32 layers): each thread then packs pieces too small
+    to keep its multiply-adds busy. A fixed deal: the same geometry, the same tables."""
+    table, idle = _weight_grad_calls(plan, oh, ow, hp, wp, wq, n, ci, co, ld, base, 0,
+                                     oh * wq)
+    blocks = {}                                  # C's offset -> its GEMMs' rows, in order
+    for i, row in enumerate(table):
+        blocks.setdefault(int(row[10]), []).append(i)
+    work = [0] * width
+    shares = [[] for _ in range(width)]
+    for rows in sorted(blocks.values(),
+                       key=lambda r: -sum(int(table[i, 2] * table[i, 3] * table[i, 4])
+                                          for i in r)):
+        t = work.index(min(work))
+        shares[t].extend(rows)
+        work[t] += sum(int(table[i, 2] * table[i, 3] * table[i, 4]) for i in rows)
+    tables = []
+    for rows in shares:
+        if rows:
+            part = table[sorted(rows)]
+            part.flags.writeable = False
+            tables.append(part)
+    return tuple(tables), idle
+
+
 def conv2d_input_grad(gy, w, sh, sw, ph, pw, h, wd, rows=None):
     """The adjoint of conv2d in x (= the transposed convolution): gy (Co, oh, ow, N) or its
     `on_grid`, w (Co, Ci, kh, kw) -> gx (Ci, h, wd, N); `rows` as conv2d's."""
@@ -706,7 +757,16 @@ def conv2d_weight_grad(x, gy, sh, sw, ph, pw, kh, kw):
         bounds = POOL.bounds(oh * wq)
         parts = np.empty((len(bounds) - 1, co, taps), np.float32)  # as TapWeights.a, per chunk
         p_ptr = parts.ctypes.data
-        POOL.run(oh * wq, chunk, bounds)
+        width = _blas_width() if len(bounds) == 2 else 1
+        if width > 1:   # OpenBLAS's threads, one chunk: its GEMMs shared out among threads
+            tables, idle = _weight_grad_apart(plan, oh, ow, xs.hp, xs.wp, wq, n, ci, co, ld,
+                                              xs.base, width)
+            for o, k in idle:
+                parts[0, :, o:o + k] = 0
+            with _blas_threads(1):
+                POOL.run_each([_Calls.placed(t, g_ptr, x_ptr, p_ptr).run for t in tables])
+        else:
+            POOL.run(oh * wq, chunk, bounds)
     total = parts[0] if len(parts) == 1 else parts.sum(axis=0)
     gw = np.empty((co, ci, kh * kw), np.float32)
     _from_taps_cpu(total, _positions(plan, kw), gw)

@@ -57,10 +57,7 @@ class RowPool:
             for i in range(chunks):
                 fn(bounds[i], bounds[i + 1])
             return
-        if self._executor is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._executor = ThreadPoolExecutor(max(1, os.cpu_count() or 1), "minigan-gemm")
+        self._start()
         claim = itertools.count()
         done = itertools.count(1)
         finished = threading.Event()
@@ -81,6 +78,35 @@ class RowPool:
         finished.wait()
         if errors:
             raise errors[0]
+
+
+    def _start(self) -> None:
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max(1, os.cpu_count() or 1), "minigan-gemm")
+
+    def run_each(self, fns) -> None:
+        """Each of `fns` on a thread of its own (the first on this one), all finished on
+        return; the first error raised is raised again here."""
+        if len(fns) <= 1:
+            for fn in fns:
+                fn()
+            return
+        self._start()
+        futures = [self._executor.submit(fn) for fn in fns[1:]]
+        error = None
+        try:
+            fns[0]()
+        except BaseException as e:  # noqa: BLE001  (raised below, after the others finish)
+            error = e
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001
+                error = error or e
+        if error is not None:
+            raise error
 
 
 class Threads:

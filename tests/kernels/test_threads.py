@@ -385,3 +385,64 @@ def test_a_first_compile_leaves_the_thread_family_to_training(monkeypatch):
         monkeypatch.setattr(S, "THREADS", d)
         precompile.compile_cpu_kernels(workers=workers, say=None)
         assert d.family == family, workers
+
+
+@pytest.mark.skipif(not S.available(np.float32) or S._GET_THREADS is None,
+                    reason="no CBLAS sgemm or OpenBLAS thread functions in NumPy's BLAS")
+@pytest.mark.parametrize("waste", [0, 10 ** 9], ids=["gap-rows", "row-by-row"])
+def test_weight_gradient_dealt_to_threads_sums_as_openblas_does(waste, monkeypatch):
+    """With OpenBLAS's threads (the `blas` family: pool one wide, one chunk) the weight
+    gradient's GEMMs are dealt out to threads, OpenBLAS single-threaded meanwhile. Each block of
+    the result is still summed by one GEMM sequence over all pixels, so the numbers are those of
+    the same GEMMs run one after another on one thread, and those of OpenBLAS's own threads
+    (which split a GEMM's rows and columns, never its sums), bit for bit, and right by the
+    float64 loops; OpenBLAS's thread count is as it was afterwards."""
+    from tests.functional.test_conv import conv2d_vjp_ref
+    from tests.kernels.test_shifted_kernels import _check, _chwn, _data
+
+    monkeypatch.setattr(S, "POOL", T.RowPool(width=1, max_chunks=1))
+    monkeypatch.setattr(S, "GAP_WASTE", waste)
+    before = S._GET_THREADS()
+    try:
+        for g in ((3, 24, 20, (16, 16), (4, 4), (2, 2), (1, 1)),     # dcgan64's 4x4, stride 2
+                  (2, 17, 33, (9, 7), (5, 5), (2, 2), (2, 2)),
+                  (2, 16, 16, (6, 6), (3, 3), (1, 1), (1, 1)),
+                  (2, 16, 18, (2, 3), (5, 5), (1, 1), (2, 2))):   # taps on padding alone
+            n, ci, co, hw, k, s, p = g
+            x, w, gy, (oh, ow) = _data(g, 3)
+            # freed memory of the result's size full of NaN: a tap no GEMM reaches must still
+            # come out 0, not what np.empty hands back
+            garbage = np.full((1, co, ci * k[0] * k[1]), np.nan, np.float32)
+            del garbage
+            S._SET_THREADS(2)
+            assert S._blas_width() == 2
+            dealt = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
+            assert S._GET_THREADS() == 2
+            with monkeypatch.context() as m:
+                m.setattr(S, "_blas_width", lambda: 1)   # one table, on OpenBLAS's two threads
+                whole = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
+                S._SET_THREADS(1)                        # and on one
+                alone = S.conv2d_weight_grad(_chwn(x), _chwn(gy), *s, *p, *k)
+            assert np.array_equal(dealt, alone), f"{g}: {np.abs(dealt - alone).max()}"
+            assert np.array_equal(dealt, whole), f"{g}: {np.abs(dealt - whole).max()}"
+            f64 = [a.astype(np.float64) for a in (x, w, gy)]
+            _, gw_ref = conv2d_vjp_ref(*f64, s, p)
+            _, gw_abs = conv2d_vjp_ref(*[np.abs(a) for a in f64], s, p)
+            _check(dealt, gw_ref, gw_abs, n * oh * ow, f"weight grad {g}")
+    finally:
+        S._SET_THREADS(before)
+
+
+def test_run_each_runs_every_function_and_raises_the_first_error():
+    pool = T.RowPool(width=2)
+    seen = []
+    pool.run_each([lambda i=i: seen.append(i) for i in range(3)])
+    pool.run_each([])
+    assert sorted(seen) == [0, 1, 2]
+
+    def boom():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        pool.run_each([lambda: seen.append(3), boom])
+    assert seen[-1] == 3
