@@ -89,9 +89,10 @@ def _thread_functions(lib):
     return None, None
 
 
-# OpenBLAS's threads sleep after 2**SPIN cycles without work (its default: 2**28). Measured with
-# training steps of four models at two batch sizes, in turn within one process on a 2-core Xeon
-# (benchmarks/RESULTS.md): 2**12 took 0.88-0.97 of the default's time, 2**4 0.91-0.97.
+# OpenBLAS's threads sleep after 2**SPIN cycles without work (its default: 2**28). `python
+# benchmarks/step.py --blas-spin 28 12 4` times the training steps of four models at two batch
+# sizes with each setting in turns, in one process: on a 2-core Xeon 2**12 took 0.73-0.81 of
+# the default's time, 2**4 0.74-0.83 (benchmarks/RESULTS.md).
 SPIN = 12
 _TIMEOUT_VARIABLES = ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")
 

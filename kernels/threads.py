@@ -79,7 +79,6 @@ class RowPool:
         if errors:
             raise errors[0]
 
-
     def _start(self) -> None:
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
