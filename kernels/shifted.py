@@ -40,8 +40,8 @@ when other processes keep the cores busy). On OpenBLAS's own threads (a quiet ma
 convolution's GEMMs are whole, one chunk, and OpenBLAS shares out each one; but the weight
 gradient's are thin (64-256 columns over up to 35,000 pixels), so there its GEMMs are dealt out
 instead, each block of the result with all of its GEMMs to one thread, OpenBLAS single-threaded
-meanwhile (`_weight_grad_apart`): the same sums, bit for bit, in 0.74-0.82 of the time on a 64x64
-DCGAN's 32 x 32 layers (benchmarks/RESULTS.md).
+meanwhile (`_weight_grad_apart`): the same sums, bit for bit, in 0.78-0.88 of the time on a
+64x64 DCGAN's 32 x 32 layers (`python benchmarks/weight_grad.py`).
 """
 
 from __future__ import annotations
