@@ -36,11 +36,12 @@ def measure(ci: int, co: int, size: int, batch: int, repeats: int, threads: int)
     gy = rng.standard_normal((co, out, out, batch), dtype=np.float32)
     xs = S.split(x, 2, 2, 4, 4, 1, 1, out, out)
     grid = S.on_grid(gy, 2, 2, 1, 1, 4, 4, size, size)
-    pool, width = S.POOL, S._blas_width
+    pool, width, controller = S.POOL, S._blas_width, S.THREADS
     ways = {"dealt": lambda: threads, "one call": lambda: 1}
     results, times = {}, {k: [] for k in ways}
     before = S._GET_THREADS()
-    S.POOL = S.T.RowPool(width=1, max_chunks=1)      # OpenBLAS's threads, whole GEMMs
+    S.POOL = S.T.RowPool(width=1, max_chunks=1)      # OpenBLAS's threads, whole GEMMs,
+    S.THREADS = None                                 # whatever the machine's load
     S._SET_THREADS(threads)
     try:
         for name, w in ways.items():
@@ -53,7 +54,7 @@ def measure(ci: int, co: int, size: int, batch: int, repeats: int, threads: int)
                 S.conv2d_weight_grad(xs, grid, 2, 2, 1, 1, 4, 4)
                 times[name].append(time.perf_counter() - t)
     finally:
-        S.POOL, S._blas_width = pool, width
+        S.POOL, S._blas_width, S.THREADS = pool, width, controller
         S._SET_THREADS(before)
     gflop = 2.0 * ci * co * 16 * out * out * batch / 1e9
     row = {"layer": f"{ci}->{co} at {size}x{size}", "batch": batch, "threads": threads,

@@ -15,7 +15,7 @@ from minigan.kernels import shifted as S  # noqa: E402
 @pytest.mark.skipif(S.BLAS.sgemm is None or S._GET_THREADS is None,
                     reason="needs NumPy's OpenBLAS with its CBLAS and thread functions")
 def test_both_ways_give_the_same_bits_and_leave_the_kernels_as_they_were():
-    pool, width, threads = S.POOL, S._blas_width, S._GET_THREADS()
+    pool, width, threads, controller = S.POOL, S._blas_width, S._GET_THREADS(), S.THREADS
     row = bench.measure(16, 24, 8, 3, 2, 2)
     assert row["same_bits"] is True
     assert row["dealt_ms"] > 0 and row["one call_ms"] > 0
@@ -23,6 +23,7 @@ def test_both_ways_give_the_same_bits_and_leave_the_kernels_as_they_were():
     gflop = 2.0 * 16 * 24 * 16 * 4 * 4 * 3 / 1e9
     assert row["dealt_gflops"] == pytest.approx(gflop / row["dealt_ms"] * 1e3, rel=1e-2)
     assert S.POOL is pool and S._blas_width is width and S._GET_THREADS() == threads
+    assert S.THREADS is controller
     assert np.isfinite(row["one call_gflops"])
 
 

@@ -401,6 +401,7 @@ def test_weight_gradient_dealt_to_threads_sums_as_openblas_does(waste, monkeypat
     from tests.kernels.test_shifted_kernels import _check, _chwn, _data
 
     monkeypatch.setattr(S, "POOL", T.RowPool(width=1, max_chunks=1))
+    monkeypatch.setattr(S, "THREADS", None)    # no switch of family by the machine's load
     monkeypatch.setattr(S, "GAP_WASTE", waste)
     before = S._GET_THREADS()
     try:
