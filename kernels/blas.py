@@ -34,6 +34,16 @@ def numpy_openblas() -> list[str]:
     return sorted(glob.glob(os.path.join(libdir, "lib*openblas*.so*")))
 
 
+def _libraries():
+    """NumPy's OpenBLAS libraries, loaded (already loaded by NumPy: the same library and
+    threads), skipping any that will not load."""
+    for path in numpy_openblas():
+        try:
+            yield ctypes.CDLL(path)
+        except OSError:
+            continue
+
+
 def _symbol(lib, *names):
     """The first of these functions the library exports, or None."""
     return next((fn for name in names if (fn := getattr(lib, name, None)) is not None), None)
@@ -103,11 +113,7 @@ def set_spin(spin: int) -> bool:
     once, as it loads) and stops its threads, which the next threaded call starts afresh with
     the new wait. Call it while no BLAS call is running. False where the library lacks those
     functions."""
-    for path in numpy_openblas():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
+    for lib in _libraries():
         read_env = _symbol(lib, "openblas_read_env")
         stop = _symbol(lib, "blas_thread_shutdown_")
         if read_env is None or stop is None:
@@ -143,11 +149,7 @@ def load() -> Blas:
     """cblas_sgemm and the thread functions of NumPy's OpenBLAS (all None where not found)."""
     if os.environ.get("MINIGAN_SHIFTED_GEMM") == "0":
         return Blas()
-    for path in numpy_openblas():
-        try:
-            lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library and threads
-        except OSError:
-            continue
+    for lib in _libraries():
         sgemm = _sgemm(lib)
         if sgemm is not None:
             return Blas(sgemm, *_thread_functions(lib), corename(lib))

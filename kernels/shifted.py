@@ -684,14 +684,14 @@ def _weight_grad_apart(plan, oh, ow, hp, wp, wq, n, ci, co, ld, base, width):
     blocks = {}                                  # C's offset -> its GEMMs' rows, in order
     for i, row in enumerate(table):
         blocks.setdefault(int(row[10]), []).append(i)
+    flops = table[:, 2] * table[:, 3] * table[:, 4]       # m * n * k of each GEMM
     work = [0] * width
     shares = [[] for _ in range(width)]
-    for rows in sorted(blocks.values(),
-                       key=lambda r: -sum(int(table[i, 2] * table[i, 3] * table[i, 4])
-                                          for i in r)):
+    for cost, rows in sorted(((int(flops[r].sum()), r) for r in blocks.values()),
+                             key=lambda b: -b[0]):
         t = work.index(min(work))
         shares[t].extend(rows)
-        work[t] += sum(int(table[i, 2] * table[i, 3] * table[i, 4]) for i in rows)
+        work[t] += cost
     tables = []
     for rows in shares:
         if rows:
